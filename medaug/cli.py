@@ -1,0 +1,47 @@
+"""The one `medaug` command: parse, call, print. Work happens in the layers below.
+
+Each area contributes its subcommands through an `add_commands(subparsers)` function
+in its `commands` module; handlers return an exit code. A `MedaugError` (bad input)
+prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from medaug import __version__
+from medaug.errors import MedaugError
+
+# Modules that add subcommands, in the order they appear in --help.
+COMMAND_MODULES = (
+    "medaug.train.commands",
+    "medaug.data.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medaug", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"medaug {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except MedaugError as exc:
+        print(f"medaug: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("medaug: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Persistent outputs: Parquet result rows (and, later, Zarr synthetic sets)."""

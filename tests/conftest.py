@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny data sets in MedMNIST's exact npz format, the real BreastMNIST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "medmnist"
+
+
+def make_medmnist_npz(path: Path, *, n: tuple[int, int, int] = (60, 20, 20), size: int = 28, channels: int = 1,
+                      num_classes: int = 2, multi_label: bool = False, seed: int = 0) -> Path:
+    """Write a small npz in MedMNIST's format whose classes are learnable.
+
+    Class k images carry a bright square at a class-specific position, so a few
+    epochs of any classifier separate them. Shapes: images (N,H,W) for 1 channel,
+    (N,H,W,3) for 3; labels (N,1), or (N,L) of 0/1 when multi-label.
+    """
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    for split, count in zip(("train", "val", "test"), n):
+        if multi_label:
+            labels = (rng.random((count, num_classes)) < 0.4).astype(np.uint8)
+        else:
+            labels = (np.arange(count) % num_classes).astype(np.uint8)[:, None]
+            rng.shuffle(labels)
+        imgs = rng.integers(0, 60, size=(count, size, size, channels), dtype=np.uint8)
+        cell = max(size // (num_classes + 1), 2)
+        for i in range(count):
+            active = np.flatnonzero(labels[i]) if multi_label else [int(labels[i, 0])]
+            for k in active:
+                y = x = (k * cell) % (size - cell)
+                imgs[i, y:y + cell, x:x + cell, :] = 200 + rng.integers(0, 55)
+        arrays[f"{split}_images"] = imgs[..., 0] if channels == 1 else imgs
+        arrays[f"{split}_labels"] = labels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A data root with a tiny 1-channel binary 'breastmnist' and 3-channel 9-class 'pathmnist'."""
+    root = tmp_path / "data"
+    make_medmnist_npz(root / "breastmnist.npz", channels=1, num_classes=2)
+    make_medmnist_npz(root / "pathmnist.npz", channels=3, num_classes=9, n=(90, 27, 27))
+    return root
+
+
+@pytest.fixture
+def real_root() -> Path:
+    """The folder holding the real BreastMNIST npz (shared/data/medmnist)."""
+    if not (SHARED_DATA / "breastmnist.npz").is_file():
+        pytest.fail(f"real BreastMNIST missing at {SHARED_DATA}: the repository expects shared/ beside it")
+    return SHARED_DATA
