@@ -16,8 +16,8 @@ from medaug.errors import MedaugError
 
 # Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "medaug.train.commands",
-    "medaug.data.commands",
+    "medaug.commands.train",
+    "medaug.commands.data",
 )
 
 

@@ -11,10 +11,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from medaug.errors import MedaugError
+
+if TYPE_CHECKING:
+    import torch
+
+    from medaug.data.imageset import DatasetSplits, ImageSet
+    from medaug.metrics import ClassificationMetrics
+    from medaug.train.loop import TrainConfig, TrainOutcome
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "multistep")
@@ -113,5 +127,181 @@ class ExperimentSpec:
     def replace(self, **changes: Any) -> ExperimentSpec:
         return dataclasses.replace(self, **changes)
 
+    def train_config(self) -> TrainConfig:
+        from medaug.train.loop import TrainConfig
+
+        names = {f.name for f in dataclasses.fields(TrainConfig)} - {"name"}
+        return TrainConfig(name=self.run_id, **{n: getattr(self, n) for n in names})
+
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentSpec))
+
+
+RUNS_DIR = "runs"
+
+
+def run_dir(out_dir: str | Path, spec: ExperimentSpec) -> Path:
+    """Where a run keeps its spec, progress log and resumable training state."""
+    return Path(out_dir) / RUNS_DIR / spec.run_id
+
+
+@dataclass
+class FitResult:
+    """A trained classifier (best-validation weights, eval mode) and its test metrics."""
+
+    model: torch.nn.Module
+    outcome: TrainOutcome
+    test: ClassificationMetrics
+
+    @property
+    def best_epoch(self) -> int:
+        return self.outcome.best_epoch
+
+    @property
+    def val_acc(self) -> float:
+        return self.outcome.best_val.acc
+
+
+def check_names(spec: ExperimentSpec) -> None:
+    """Refuse unknown dataset/classifier/augmentation names before any work is done."""
+    from medaug.augment import AUGMENTATIONS
+    from medaug.classifiers import CLASSIFIERS
+    from medaug.data.medmnist import check_size, dataset_info
+
+    dataset_info(spec.dataset)
+    check_size(spec.size)
+    CLASSIFIERS.get(spec.classifier)
+    AUGMENTATIONS.get(spec.augmentation)
+
+
+def fit_and_test(spec: ExperimentSpec, train: ImageSet, val: ImageSet, test: ImageSet, *,
+                 device: str | torch.device | None = None, quiet: bool = True, state_path: Path | None = None,
+                 on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+    """Train spec's classifier on `train`, keep the best epoch on `val`, test that copy once.
+
+    Any ImageSets will do (TSTR passes a synthetic-only train set); `run` wraps this
+    with data loading and result writing.
+    """
+    import torch
+
+    from medaug.classifiers import build_classifier
+    from medaug.train.device import resolve_device
+    from medaug.train.loop import evaluate_model, train_classifier
+
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    torch.manual_seed(spec.seed)  # weight initialisation
+    model = build_classifier(spec.classifier, train.channels, train.num_classes, train.size)
+    outcome = train_classifier(model, train, val, spec.train_config(), dev, state_path=state_path,
+                               on_epoch=on_epoch, progress=not quiet)
+    model.eval()
+    test_metrics, _ = evaluate_model(model, test, dev, channels_last=dev.type == "cuda")
+    return FitResult(model=model, outcome=outcome, test=test_metrics)
+
+
+@cache
+def git_commit() -> str | None:
+    """The commit of the medaug source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def load_data(spec: ExperimentSpec, data_root: str | Path | None = None, download: bool = False,
+              verify_md5: bool = True) -> DatasetSplits:
+    from medaug.data.medmnist import load_medmnist
+
+    return load_medmnist(spec.dataset, spec.size, root=data_root, download_missing=download, verify=verify_md5)
+
+
+def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | None = None,
+        device: str | None = None, quiet: bool = True, overwrite: bool = False, download: bool = False,
+        verify_md5: bool = True, on_epoch: Callable[[dict[str, float]], None] | None = None,
+        context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one experiment and write its result row to OUT/results/<run_id>.parquet.
+
+    Refuses (MedaugError, nothing written) when a finished result for the same spec is
+    already there, unless `overwrite`. Training state is saved every epoch under
+    OUT/runs/<run_id>/ and a rerun resumes from it; per-epoch metrics are appended to
+    progress.jsonl there (what a sweep tails). `context` fills the where-it-ran columns.
+    """
+    import medmnist.info
+    import torch
+
+    from medaug import __version__
+    from medaug.store.atomic import atomic_write_text
+    from medaug.store.results import result_path, write_row
+
+    out_dir = Path(out_dir)
+    target = result_path(out_dir, spec.run_id)
+    if target.exists() and not overwrite:
+        raise MedaugError(f"{target}: a finished result for this spec exists; pass --overwrite to replace it")
+    check_names(spec)
+    splits = load_data(spec, data_root, download, verify_md5)
+    train, synthetic_info = splits.train, {}
+    if spec.synthetic:
+        from medaug.store.synthetic import mix_into_train
+
+        train, synthetic_info = mix_into_train(splits.train, spec.synthetic)
+
+    rank = int(torch.distributed.get_rank()) if torch.distributed.is_initialized() else 0
+    world = int(torch.distributed.get_world_size()) if torch.distributed.is_initialized() else 1
+    folder = run_dir(out_dir, spec)
+    progress_file = folder / "progress.jsonl"
+    if rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
+
+    def log_epoch(record: dict[str, float]) -> None:
+        with open(progress_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if on_epoch is not None:
+            on_epoch(record)
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    fit = fit_and_test(spec, train, splits.val, splits.test, device=device, quiet=quiet,
+                       state_path=folder / "state.pt", on_epoch=log_epoch)
+    test = fit.test
+    row: dict[str, Any] = {
+        "run_id": spec.run_id,
+        "status": "finished",
+        **spec.to_dict(),
+        "spec_json": spec.canonical_json(),
+        "task": train.task,
+        "class_names": list(train.class_names),
+        "n_train": len(splits.train),
+        "n_synthetic": len(train) - len(splits.train),
+        "dataset_version": splits.version,
+        "dataset_md5": splits.md5,
+        "train_hash": splits.train.content_hash,
+        "val_hash": splits.val.content_hash,
+        "test_hash": splits.test.content_hash,
+        "synthetic_id": synthetic_info.get("set_id"),
+        "synthetic_provenance": json.dumps(synthetic_info.get("provenance"), sort_keys=True)
+        if synthetic_info else None,
+        "best_epoch": fit.best_epoch,
+        "val_acc": fit.outcome.best_val.acc,
+        "val_auc": fit.outcome.best_val.auc,
+        **test.as_row("test_"),
+        "history": fit.outcome.history,
+        "wall_seconds": time.perf_counter() - t0,
+        "train_images_per_s": fit.outcome.train_images_per_s,
+        "device": str(next(fit.model.parameters()).device),
+        "world_size": world,
+        "medaug_version": __version__,
+        "torch_version": torch.__version__,
+        "medmnist_version": str(getattr(medmnist.info, "__version__", "")),
+        "git_commit": git_commit(),
+        "hostname": socket.gethostname(),
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "executor": "direct",
+    }
+    row.update(context or {})
+    if rank == 0:
+        write_row(row, out_dir)
+        (folder / "state.pt").unlink(missing_ok=True)  # the row now holds everything the state was for
+    return row

@@ -56,3 +56,10 @@ def real_root() -> Path:
     if not (SHARED_DATA / "breastmnist.npz").is_file():
         pytest.fail(f"real BreastMNIST missing at {SHARED_DATA}: the repository expects shared/ beside it")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read the developer's MEDAUG_DATA_ROOT or write to their ~/.cache."""
+    monkeypatch.delenv("MEDAUG_DATA_ROOT", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))

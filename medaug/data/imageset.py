@@ -25,7 +25,8 @@ def content_hash(images: np.ndarray, labels: np.ndarray) -> str:
     for arr in (images, labels):
         arr = np.ascontiguousarray(arr)
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(memoryview(arr).cast("B"))
+        if arr.size:  # memoryview cannot cast an empty array (an empty split, e.g. no validation images)
+            h.update(memoryview(arr).cast("B"))
     return h.hexdigest()[:16]
 
 

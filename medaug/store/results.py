@@ -125,13 +125,16 @@ def write_row(row: dict[str, Any], out_dir: str | Path) -> Path:
 
 
 def read_results(folder: str | Path):
-    """All rows under a results folder (or an OUT folder holding `results/`) as a DataFrame."""
+    """All rows of one result file, a results folder, or an OUT folder holding `results/`, as a DataFrame."""
     import pandas as pd
 
     folder = Path(folder)
     if (folder / RESULTS_DIR).is_dir():
         folder = folder / RESULTS_DIR
-    files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+    if folder.is_file():
+        files = [folder]
+    else:
+        files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
     if not files:
         raise MedaugError(f"{folder}: no result files (*.parquet) found")
     return pd.read_parquet(files, schema=SCHEMA) if len(files) > 1 else pd.read_parquet(files[0])

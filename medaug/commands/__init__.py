@@ -1,0 +1,1 @@
+"""CLI subcommands of the top layer (train, quickstart, data); see medaug/cli.py."""

@@ -1,0 +1,111 @@
+"""`medaug train` (one experiment) and `medaug quickstart` (seed 000's Table 2 on BreastMNIST)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medaug.commands.common import add_data_options, add_run_options
+from medaug.experiment import OPTIMIZERS, SCHEDULES, SELECT_METRICS, ExperimentSpec, run
+
+QUICKSTART_CONFIGS = (("none", False), ("none", True), ("sharpness-contrast-flip", False),
+                      ("sharpness-contrast-flip", True))
+QUICKSTART_SEEDS = (0, 1, 2)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train and test one classifier; writes one Parquet result row",
+                       description="Train one classifier (seed-000 defaults) and write OUT/results/<run_id>.parquet.")
+    p.add_argument("--dataset", required=True, help="MedMNIST 2D name, e.g. breastmnist")
+    p.add_argument("--size", type=int, default=28, help="image size: 28, 64, 128 or 224")
+    p.add_argument("--classifier", default="cnn", help="cnn, resnet18, resnet50, fricker-cnn, ...")
+    p.add_argument("--augment", dest="augmentation", default="none", help="augmentation pipeline name")
+    p.add_argument("--wrs", action="store_true", help="weighted random sampling (class-inverse frequency)")
+    p.add_argument("--synthetic", default=None, metavar="STORE.zarr#GROUP", help="mix a synthetic set into train")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=SCHEDULES, default="none")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--select", dest="select_metric", choices=SELECT_METRICS, default="acc",
+                   help="validation metric that picks the tested epoch")
+    p.add_argument("--out", required=True, type=Path, help="output folder (results/ and runs/ go inside)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished result of the same spec")
+    add_data_options(p)
+    add_run_options(p)
+    p.set_defaults(handler=train_command)
+
+    q = sub.add_parser("quickstart", help="seed 000 Table 2 on BreastMNIST: {none, WRS} x {none, geometric} x 3 seeds",
+                       description="Run the four seed-000 configurations x 3 seeds on BreastMNIST with the baseline "
+                                   "CNN and print mean +- std test ACC and AUC per configuration.")
+    q.add_argument("--out", type=Path, default=Path("quickstart-results"))
+    q.add_argument("--epochs", type=int, default=20)
+    q.add_argument("--overwrite", action="store_true")
+    add_data_options(q)
+    add_run_options(q)
+    q.set_defaults(handler=quickstart_command)
+
+
+def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
+    return ExperimentSpec(dataset=args.dataset, size=args.size, classifier=args.classifier,
+                          augmentation=args.augmentation, wrs=args.wrs, synthetic=args.synthetic,
+                          optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                          weight_decay=args.weight_decay, schedule=args.schedule, epochs=args.epochs,
+                          batch_size=args.batch_size, seed=args.seed, select_metric=args.select_metric)
+
+
+def summary_line(row: dict) -> str:
+    return (f"{row['run_id']}: test ACC {100 * row['test_acc']:.2f} AUC {100 * row['test_auc']:.2f} "
+            f"(best epoch {row['best_epoch']}/{row['epochs']}, val ACC {100 * row['val_acc']:.2f}) "
+            f"{row['train_images_per_s']:.0f} img/s on {row['device']}, {row['wall_seconds']:.1f} s")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    spec = _spec_from_args(args)
+    row = run(spec, args.out, data_root=args.data_root, device=args.device, quiet=args.quiet,
+              overwrite=args.overwrite, download=args.download, verify_md5=args.verify_md5)
+    print(summary_line(row))
+    return 0
+
+
+def quickstart_table(rows: list[dict]) -> str:
+    """Mean +- std test ACC/AUC (in %) per configuration, in seed 000's column order."""
+    import numpy as np
+
+    lines = [f"{'configuration':<26}{'seeds':>6}{'test ACC':>18}{'test AUC':>18}"]
+    for aug, wrs in QUICKSTART_CONFIGS:
+        sel = [r for r in rows if r["augmentation"] == aug and r["wrs"] == wrs]
+        if not sel:
+            continue
+        acc = 100 * np.array([r["test_acc"] for r in sel])
+        auc = 100 * np.array([r["test_auc"] for r in sel])
+        name = {("none", False): "no geometric / WRS", ("none", True): "WRS only"}.get(
+            (aug, wrs), "geometric only" if not wrs else "WRS + geometric")
+        std = lambda a: a.std(ddof=1) if len(a) > 1 else 0.0  # noqa: E731
+        lines.append(f"{name:<26}{len(sel):>6}{acc.mean():>11.2f} ± {std(acc):4.2f}{auc.mean():>11.2f} ± {std(auc):4.2f}")
+    return "\n".join(lines)
+
+
+def quickstart_command(args: argparse.Namespace) -> int:
+    from medaug.store.results import result_path, read_results
+
+    rows = []
+    for aug, wrs in QUICKSTART_CONFIGS:
+        for seed in QUICKSTART_SEEDS:
+            spec = ExperimentSpec(dataset="breastmnist", augmentation=aug, wrs=wrs, seed=seed, epochs=args.epochs)
+            existing = result_path(args.out, spec.run_id)
+            if existing.exists() and not args.overwrite:
+                rows.append(read_results(existing).iloc[0].to_dict())
+                print(f"{spec.run_id}: already finished, reusing {existing}", file=sys.stderr)
+                continue
+            row = run(spec, args.out, data_root=args.data_root, device=args.device, quiet=args.quiet,
+                      overwrite=args.overwrite, download=args.download, verify_md5=args.verify_md5)
+            print(summary_line(row), file=sys.stderr)
+            rows.append(row)
+    print(quickstart_table(rows))
+    print(f"results: {Path(args.out) / 'results'}")
+    return 0

@@ -1,0 +1,338 @@
+"""Synthetic image sets in Zarr v3, with provenance, and their mixing into a training split.
+
+A store is a Zarr v3 directory (`STORE.zarr`); each synthetic set is one group in it,
+named by `"STORE.zarr#GROUP"`:
+
+    GROUP/images   uint8  N x C x H x W, chunked by images, Blosc(zstd, bitshuffle)
+    GROUP/labels   int64  (N,)  (or (N, L) of 0/1 for multi-label tasks)
+    GROUP attributes:
+        medaug_synthetic_set  format version (1)
+        set_id                content hash of images + labels (as `ImageSet.content_hash`)
+        n, channels, size     what the arrays hold
+        provenance            generator name and config, checkpoint hash, the content hash
+                              of the train split the generator saw, dataset name/version/md5,
+                              strategy and its parameters, seed, medaug version, creation
+                              time (UTC), class_names, task
+        complete              true, written last
+
+The group is written under a hidden temporary name (`.tmp-GROUP-<random>`) and renamed
+to GROUP only after `complete` is set, so a reader sees a whole set or none; a reader
+also refuses any group whose `complete` flag is missing (a crash of another writer),
+and re-hashes what it read against `set_id` (a corrupted chunk is refused, never used).
+Plain `zarr` + numpy read a set without medaug: `zarr.open_group(STORE, mode="r")[GROUP]`.
+
+The leakage rule of the design lives in `mix_into_train`: a set is mixed into a
+training split only when its provenance says its generator was trained on exactly
+that split (same content hash), so val/test images never reach training through a
+generator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medaug.data.imageset import ImageSet, content_hash
+from medaug.errors import MedaugError
+
+FORMAT_VERSION = 1
+FORMAT_KEY = "medaug_synthetic_set"
+TMP_PREFIX = ".tmp-"
+#: Strategy whose sets are interleaved with the real split (real 0, synthetic 0, real 1, ...).
+INTERLEAVE_STRATEGY = "interleave-reconstructions"
+#: Provenance keys a set must carry; `write_synthetic_set` refuses a set without them.
+REQUIRED_PROVENANCE = ("generator", "dataset", "train_hash", "class_names", "task", "strategy", "seed")
+#: Target bytes per images chunk (about 4 MiB uncompressed).
+CHUNK_BYTES = 4 << 20
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticSet:
+    """One synthetic set read back from a store."""
+
+    ref: str
+    images: np.ndarray
+    labels: np.ndarray
+    provenance: dict[str, Any]
+    set_id: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.provenance["class_names"])
+
+    @property
+    def task(self) -> str:
+        return str(self.provenance["task"])
+
+    def to_imageset(self, split: str = "synthetic") -> ImageSet:
+        """The set as an ImageSet (name = the dataset it imitates)."""
+        return ImageSet(name=str(self.provenance["dataset"]), split=split, images=self.images, labels=self.labels,
+                        class_names=self.class_names, task=self.task, content_hash=self.set_id)
+
+
+def parse_ref(ref: str) -> tuple[Path, str]:
+    """`"STORE.zarr#GROUP"` -> (store path, group name), refusing malformed references."""
+    if not isinstance(ref, str) or ref.count("#") != 1:
+        raise MedaugError(f"synthetic set reference {ref!r}: expected STORE.zarr#GROUP")
+    store, group = ref.split("#")
+    if not store or not group:
+        raise MedaugError(f"synthetic set reference {ref!r}: expected STORE.zarr#GROUP (both parts non-empty)")
+    check_group_name(group)
+    return Path(store).expanduser(), group
+
+
+def make_ref(store: str | Path, group: str) -> str:
+    return f"{store}#{group}"
+
+
+def check_group_name(group: str) -> None:
+    if not isinstance(group, str) or not _GROUP_NAME.match(group):
+        raise MedaugError(
+            f"synthetic set group name {group!r}: expected 1-128 characters from A-Z a-z 0-9 _ . + -, "
+            "not starting with a dot or dash"
+        )
+
+
+def images_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunk whole images, about CHUNK_BYTES per chunk."""
+    per_image = int(np.prod(shape[1:])) or 1
+    n = max(1, min(int(shape[0]) or 1, CHUNK_BYTES // per_image))
+    return (n, *shape[1:])
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """Round-trip through JSON so that attributes hold plain data only (no numpy scalars)."""
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+        if isinstance(obj, (Path, tuple)):
+            return str(obj) if isinstance(obj, Path) else list(obj)
+        raise TypeError(type(obj).__name__)
+
+    try:
+        return json.loads(json.dumps(value, default=default))
+    except (TypeError, ValueError) as exc:
+        raise MedaugError(f"{where}: provenance is not plain JSON data ({exc})") from None
+
+
+def _validate(images: np.ndarray, labels: np.ndarray, provenance: dict[str, Any], where: str) -> ImageSet:
+    if not isinstance(provenance, dict):
+        raise MedaugError(f"{where}: provenance must be a mapping")
+    missing = [k for k in REQUIRED_PROVENANCE if k not in provenance]
+    if missing:
+        raise MedaugError(f"{where}: provenance lacks {missing}; required: {list(REQUIRED_PROVENANCE)}")
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        raise MedaugError(f"{where}: images must be a uint8 N x C x H x W array, got "
+                          f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    if len(images) == 0:
+        raise MedaugError(f"{where}: a synthetic set needs at least one image")
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise MedaugError(f"{where}: labels must be integers, got {labels.dtype}")
+    # ImageSet checks label shape/range against the class names and the task.
+    return ImageSet(name=str(provenance["dataset"]), split="synthetic", images=np.ascontiguousarray(images),
+                    labels=labels.astype(np.int64), class_names=tuple(provenance["class_names"]),
+                    task=str(provenance["task"]))
+
+
+def _open_store(store: Path, mode: str):
+    import zarr
+
+    try:
+        return zarr.open_group(str(store), mode=mode)
+    except Exception as exc:  # zarr raises several types for a missing or unreadable store
+        raise MedaugError(f"{store}: not a readable Zarr v3 store ({exc.__class__.__name__}: {exc})") from None
+
+
+def list_groups(store: str | Path) -> list[str]:
+    """Names of the (finished or not) set groups in a store, hidden temporaries excluded."""
+    store = Path(store)
+    if not (store / "zarr.json").is_file():
+        return []
+    root = _open_store(store, "r")
+    return sorted(k for k in root.group_keys() if not k.startswith("."))
+
+
+def write_synthetic_set(store: str | Path, group: str, images: np.ndarray, labels: np.ndarray,
+                        provenance: dict[str, Any]) -> str:
+    """Write one set as `store#group`, whole or not at all; return its set_id.
+
+    `provenance` must hold at least REQUIRED_PROVENANCE; `created_at` (UTC) and
+    `medaug_version` are added when absent. Refuses (MedaugError, nothing written) an
+    existing group, a malformed array or provenance, and a store path that is not a
+    directory store.
+    """
+    from medaug import __version__
+
+    store = Path(store).expanduser()
+    check_group_name(group)
+    where = make_ref(store, group)
+    imageset = _validate(images, labels, provenance, where)
+    prov = dict(provenance)
+    prov.setdefault("medaug_version", __version__)
+    prov.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    prov = _jsonable(prov, where)
+    if store.exists() and not store.is_dir():
+        raise MedaugError(f"{store}: exists and is not a Zarr directory store")
+    if (store / group).exists():
+        raise MedaugError(f"{where}: group exists already; choose another --group or store")
+    set_id = imageset.content_hash
+    tmp_name = f"{TMP_PREFIX}{group}-{uuid.uuid4().hex[:8]}"
+    tmp_dir = store / tmp_name
+    try:
+        _write_group(store, tmp_name, imageset, prov, set_id)
+        try:
+            os.rename(tmp_dir, store / group)
+        except OSError:
+            raise MedaugError(f"{where}: group appeared while writing (another writer?); nothing written") from None
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return set_id
+
+
+def _write_group(store: Path, name: str, data: ImageSet, provenance: dict[str, Any], set_id: str) -> None:
+    from zarr.codecs import BloscCodec
+
+    root = _open_store(store, "a")
+    g = root.create_group(name)
+    compressor = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+    images = g.create_array("images", shape=data.images.shape, dtype="uint8",
+                            chunks=images_chunks(data.images.shape), compressors=compressor)
+    images[...] = data.images
+    labels = g.create_array("labels", shape=data.labels.shape, dtype="int64", chunks=data.labels.shape,
+                            compressors=BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"))
+    labels[...] = data.labels
+    g.attrs.update({
+        FORMAT_KEY: FORMAT_VERSION,
+        "set_id": set_id,
+        "n": len(data),
+        "channels": data.channels,
+        "size": data.size,
+        "provenance": provenance,
+    })
+    g.attrs["complete"] = True  # last: a group without it is refused by readers
+
+
+def read_synthetic_set(ref: str, *, verify: bool = True) -> SyntheticSet:
+    """Read `"STORE.zarr#GROUP"`; refuse a missing, incomplete or corrupt set (MedaugError).
+
+    `verify` re-hashes images + labels against the stored set_id.
+    """
+    store, group = parse_ref(ref)
+    if not (store / "zarr.json").is_file():
+        raise MedaugError(f"{store}: no Zarr v3 store here (zarr.json missing)")
+    root = _open_store(store, "r")
+    try:
+        g = root[group]
+    except KeyError:
+        groups = list_groups(store)
+        raise MedaugError(f"{ref}: no group {group!r} in the store; it holds: {', '.join(groups) or 'nothing'}") from None
+    except Exception as exc:
+        raise MedaugError(f"{ref}: unreadable group metadata ({exc.__class__.__name__})") from None
+    import zarr
+
+    if not isinstance(g, zarr.Group):
+        raise MedaugError(f"{ref}: is an array, not a synthetic set group")
+    attrs = dict(g.attrs)
+    if attrs.get("complete") is not True:
+        raise MedaugError(f"{ref}: set is incomplete (no 'complete' flag: its writer did not finish); delete and rewrite it")
+    if attrs.get(FORMAT_KEY) != FORMAT_VERSION:
+        raise MedaugError(f"{ref}: not a medaug synthetic set of format version {FORMAT_VERSION} "
+                          f"(found {attrs.get(FORMAT_KEY)!r})")
+    provenance = attrs.get("provenance")
+    if not isinstance(provenance, dict) or any(k not in provenance for k in REQUIRED_PROVENANCE):
+        raise MedaugError(f"{ref}: provenance missing or lacks {list(REQUIRED_PROVENANCE)}")
+    try:
+        images = np.asarray(g["images"][...])
+        labels = np.asarray(g["labels"][...])
+    except KeyError as exc:
+        raise MedaugError(f"{ref}: array {exc} missing; the set is corrupt") from None
+    except Exception as exc:  # decompression or I/O errors of truncated/corrupted chunks
+        raise MedaugError(f"{ref}: corrupt data ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    where = ref
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != attrs.get("n"):
+        raise MedaugError(f"{where}: images are {images.dtype} {images.shape}; expected uint8 with {attrs.get('n')} images")
+    if labels.dtype != np.int64 or len(labels) != len(images):
+        raise MedaugError(f"{where}: labels are {labels.dtype} {labels.shape}; expected int64 with {len(images)} rows")
+    set_id = str(attrs.get("set_id", ""))
+    if verify and content_hash(images, labels) != set_id:
+        raise MedaugError(f"{where}: content hash {content_hash(images, labels)} != set_id {set_id}; the set is corrupt")
+    return SyntheticSet(ref=ref, images=images, labels=labels, provenance=provenance, set_id=set_id, attrs=attrs)
+
+
+def interleave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """[first[0], second[0], first[1], second[1], ...] for equal-length arrays."""
+    out = np.empty((2 * len(first), *first.shape[1:]), dtype=first.dtype)
+    out[0::2] = first
+    out[1::2] = second
+    return out
+
+
+def check_compatible(train: ImageSet, synthetic: SyntheticSet) -> None:
+    """Refuse a set that was not generated from exactly this training split (no leakage)."""
+    prov, ref = synthetic.provenance, synthetic.ref
+    if prov["dataset"] != train.name:
+        raise MedaugError(f"{ref}: generated for dataset {prov['dataset']!r}; this run trains on {train.name!r}")
+    if synthetic.images.shape[1:] != train.images.shape[1:]:
+        raise MedaugError(f"{ref}: images are {tuple(synthetic.images.shape[1:])} (C, H, W); "
+                          f"the train split's are {tuple(train.images.shape[1:])}")
+    if prov["train_hash"] != train.content_hash:
+        raise MedaugError(
+            f"{ref}: its generator was trained on split hash {prov['train_hash']}, not on this train split "
+            f"({train.content_hash}); refused to prevent val/test leakage"
+        )
+    if tuple(prov["class_names"]) != train.class_names or prov["task"] != train.task:
+        raise MedaugError(f"{ref}: classes/task {list(prov['class_names'])}/{prov['task']!r} differ from the train "
+                          f"split's {list(train.class_names)}/{train.task!r}")
+
+
+def mix_into_train(train: ImageSet, ref: str) -> tuple[ImageSet, dict[str, Any]]:
+    """Real train split plus the synthetic set `ref`, after the leakage and shape checks.
+
+    Returns (mixed ImageSet with split "train+synthetic", info) where info holds
+    `set_id`, `provenance` (dict), `provenance_json` (canonical JSON), `n_synthetic`
+    and `ref`. Real images come first and synthetic ones after; a set made by the
+    interleave-reconstructions strategy (seed 000's Joint VAE) is interleaved instead:
+    every real image followed by its reconstruction.
+    """
+    if train.split != "train":
+        raise MedaugError(f"synthetic sets mix into the train split only, not {train.split!r}")
+    synthetic = read_synthetic_set(ref)
+    check_compatible(train, synthetic)
+    prov = synthetic.provenance
+    if prov["strategy"] == INTERLEAVE_STRATEGY:
+        if len(synthetic) != len(train):
+            raise MedaugError(f"{ref}: an interleave set must hold one reconstruction per real image "
+                              f"({len(train)}), found {len(synthetic)}")
+        images = interleave(train.images, synthetic.images)
+        labels = interleave(train.labels, synthetic.labels)
+    else:
+        images = np.concatenate([train.images, synthetic.images])
+        labels = np.concatenate([train.labels, synthetic.labels])
+    mixed = ImageSet(name=train.name, split="train+synthetic", images=images, labels=labels,
+                     class_names=train.class_names, task=train.task)
+    info = {
+        "set_id": synthetic.set_id,
+        "provenance": prov,
+        "provenance_json": json.dumps(prov, sort_keys=True),
+        "n_synthetic": len(synthetic),
+        "ref": ref,
+    }
+    return mixed, info

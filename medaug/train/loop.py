@@ -1,0 +1,288 @@
+"""The classifier training loop: in-memory uint8 data, batched augmentation on the
+device, best-validation weights kept as a *copy*, resumable every epoch.
+
+Read top to bottom, one epoch is: draw the epoch's index order (a permutation, or
+class-balanced draws with replacement under WRS), then per batch gather uint8 images
+on the device, augment the whole batch, convert to float and normalise like MedMNIST
+(mean 0.5, std 0.5), step. After each epoch the model is evaluated on val; the weights
+of the best epoch by the selection metric are cloned (MedMNIST's own script keeps a
+reference to the live model, so its "best" model is really the last one).
+
+Randomness of epoch e (data order, augmentation, dropout) comes from generators seeded
+by (seed, e) alone, so a run resumed after epoch e is bit-identical on CPU to one that
+never stopped, without saving RNG state. Under torch.distributed every rank draws the
+same global batch and trains on its own slice of it; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from medaug.augment import build_augmentation
+from medaug.augment.sampling import class_balanced_weights, epoch_indices
+from medaug.data.imageset import ImageSet
+from medaug.metrics import ClassificationMetrics, evaluate
+from medaug.store.atomic import atomic_write
+
+EVAL_BATCH = 512
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training half of an experiment spec (the experiment layer builds it)."""
+
+    augmentation: str = "none"
+    wrs: bool = False
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    select_metric: str = "acc"
+    name: str = "run"
+
+
+@dataclass
+class TrainOutcome:
+    """What training hands back: the best-validation weights (a copy) and the history."""
+
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_val: ClassificationMetrics
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_images_per_s: float = float("nan")
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [-1, 1] (MedMNIST's Normalize(mean=.5, std=.5))."""
+    return images.float().mul_(1 / 127.5).sub_(1.0)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per epoch. multistep divides the lr by 10 at each milestone fraction."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "multistep":
+        steps = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def make_criterion(task: str) -> nn.Module:
+    return nn.BCEWithLogitsLoss() if task.startswith("multi-label") else nn.CrossEntropyLoss()
+
+
+def _targets(labels: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    return labels.float() if multi_label else labels
+
+
+def _scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, task: str,
+            channels_last: bool = False) -> tuple[np.ndarray, float]:
+    """Class scores (probabilities) for all images, and the mean loss."""
+    multi_label = task.startswith("multi-label")
+    criterion = make_criterion(task)
+    was_training = model.training
+    model.eval()
+    scores, loss_sum = [], 0.0
+    for start in range(0, len(images), EVAL_BATCH):
+        x = normalise(images[start:start + EVAL_BATCH])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(images.device.type, enabled=images.device.type == "cuda"):
+            logits = model(x)
+        logits = logits.float()
+        y = labels[start:start + EVAL_BATCH]
+        loss_sum += float(criterion(logits, _targets(y, multi_label))) * len(x)
+        scores.append(_scores(logits, multi_label).cpu())
+    model.train(was_training)
+    return torch.cat(scores).numpy().astype(np.float64), loss_sum / max(len(images), 1)
+
+
+def evaluate_model(model: nn.Module, data: ImageSet, device: torch.device,
+                   channels_last: bool = False) -> tuple[ClassificationMetrics, float]:
+    images = torch.from_numpy(data.images).to(device)
+    labels = torch.from_numpy(data.labels).to(device)
+    scores, loss = predict(model, images, labels, data.task, channels_last)
+    return evaluate(data.task, data.labels, scores), loss
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _save_state(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state if state.get("version") == STATE_VERSION else None
+
+
+def train_classifier(
+    model: nn.Module,
+    train: ImageSet,
+    val: ImageSet,
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    state_path: Path | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    progress: bool = False,
+) -> TrainOutcome:
+    """Train `model` on `train`, select the best epoch on `val`; resumable via `state_path`."""
+    rank, world = _rank_world()
+    multi_label = train.multi_label
+    on_cuda = device.type == "cuda"
+    channels_last = on_cuda
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+
+    images = torch.from_numpy(train.images).to(device)
+    labels = torch.from_numpy(train.labels).to(device)
+    weights = class_balanced_weights(train.labels, train.num_classes).to(device) if config.wrs else None
+    augment = build_augmentation(config.augmentation, train.channels)
+    criterion = make_criterion(train.task)
+    optimizer = make_optimizer(model, config)
+    schedule = make_schedule(optimizer, config)
+    scaler = torch.amp.GradScaler("cuda", enabled=on_cuda)
+
+    history: list[dict[str, float]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch, best_score, best_val = 0, -math.inf, None
+    start_epoch = 1
+    saved = _load_state(state_path) if state_path is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        history, best_state = saved["history"], saved["best_state"]
+        best_epoch, best_score = saved["best_epoch"], saved["best_score"]
+        start_epoch = saved["epoch"] + 1
+
+    step_seconds, step_images = 0.0, 0
+    show = progress and rank == 0 and sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=config.name, unit="epoch", leave=False)
+    for epoch in range(start_epoch, config.epochs + 1):
+        seed = _epoch_seed(config.seed, epoch)
+        torch.manual_seed(seed)  # dropout and any other global-RNG use
+        gen = torch.Generator(device=device).manual_seed(seed)
+        order = epoch_indices(len(images), gen, weights)
+        net.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        t0 = time.perf_counter()
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            xb = augment(images[idx], gen)
+            yb = labels[idx]
+            if world > 1:  # every rank augmented the same global batch; keep this rank's slice
+                xb, yb = xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
+            x = normalise(xb)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, enabled=on_cuda):
+                logits = net(x)
+                loss = criterion(logits.float(), _targets(yb, multi_label))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(yb)
+                if multi_label:
+                    correct += ((logits > 0) == yb.bool()).all(dim=1).sum()
+                else:
+                    correct += (logits.argmax(1) == yb).sum()
+            seen += len(yb)
+        if on_cuda:
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - t0
+        step_seconds += train_seconds
+        step_images += len(order)
+        lr = optimizer.param_groups[0]["lr"]
+        schedule.step()
+
+        val_metrics, val_loss = evaluate_model(model, val, device, channels_last)
+        record = {
+            "epoch": epoch,
+            "train_loss": float(loss_sum) / max(seen, 1),
+            "train_acc": float(correct) / max(seen, 1),
+            "val_loss": val_loss,
+            "val_acc": val_metrics.acc,
+            "val_auc": val_metrics.auc,
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(record)
+        score = val_metrics.acc if config.select_metric == "acc" else val_metrics.auc
+        score = -math.inf if math.isnan(score) else score  # AUC is NaN when val lacks a class
+        if score > best_score or best_state is None:  # strictly better: ties keep the earlier epoch
+            best_score, best_epoch = score, epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if state_path is not None and rank == 0:
+            _save_state(state_path, {
+                "version": STATE_VERSION, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "history": history, "best_state": best_state, "best_epoch": best_epoch, "best_score": best_score,
+            })
+        if on_epoch is not None and rank == 0:
+            on_epoch(dict(record))
+        if bar is not None:
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", val_acc=f"{record['val_acc']:.4f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    best_val, _ = evaluate_model(model, val, device, channels_last)
+    return TrainOutcome(best_state=best_state, best_epoch=best_epoch, best_val=best_val, history=history,
+                        train_images_per_s=step_images / step_seconds if step_seconds > 0 else float("nan"))
