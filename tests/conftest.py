@@ -62,4 +62,5 @@ def real_root() -> Path:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never read the developer's MEDAUG_DATA_ROOT or write to their ~/.cache."""
     monkeypatch.delenv("MEDAUG_DATA_ROOT", raising=False)
+    monkeypatch.delenv("MEDAUG_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))

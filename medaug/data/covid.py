@@ -137,7 +137,8 @@ def resolve_classes(classes: str | Sequence[str]) -> tuple[str, ...]:
     """A subset name ("covid-normal", "all") or a list of class folder names -> class tuple."""
     if isinstance(classes, str):
         if classes not in CLASS_SUBSETS:
-            raise MedaugError(f"COVID class subset {classes!r}; expected one of {sorted(CLASS_SUBSETS)} or a list of classes")
+            raise MedaugError(f"COVID class subset {classes!r}; expected one of {sorted(CLASS_SUBSETS)} "
+                              "or a list of classes")
         return CLASS_SUBSETS[classes]
     chosen = tuple(classes)
     unknown = [c for c in chosen if c not in CLASSES]

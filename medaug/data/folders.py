@@ -73,8 +73,9 @@ def _build_splits(name: str, source: Path, keys: list[str], paths: list[Path], l
                          version=f"files-{digest}", md5=digest, source=str(source))
 
 
-def scan_class_folders(root: str | Path, classes: Sequence[str] | None = None,
-                       extensions: Sequence[str] = IMAGE_EXTENSIONS) -> tuple[tuple[str, ...], list[str], list[Path], np.ndarray]:
+def scan_class_folders(
+    root: str | Path, classes: Sequence[str] | None = None, extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> tuple[tuple[str, ...], list[str], list[Path], np.ndarray]:
     """(class names, relative keys, paths, labels) of `root/<class>/**/<image>`, in sorted order.
 
     Classes are the sorted non-hidden subfolders, or `classes` in the given order.
@@ -163,7 +164,8 @@ def read_labels_csv(csv_path: str | Path, image_column: str = "image",
         columns = tuple(label_columns) if label_columns is not None else tuple(h for h in header if h != image_column)
         missing = [c for c in columns if c not in header]
         if missing or len(columns) < 2:
-            raise MedaugError(f"{csv_path}: label columns {list(columns)} (missing {missing}); expected >= 2 of {header}")
+            raise MedaugError(f"{csv_path}: label columns {list(columns)} (missing {missing}); "
+                              f"expected >= 2 of {header}")
         ids: list[str] = []
         labels: list[int] = []
         seen: set[str] = set()
@@ -178,7 +180,8 @@ def read_labels_csv(csv_path: str | Path, image_column: str = "image",
             values = [_one_hot_value((row.get(c) or "").strip(), where, c) for c in columns]
             if sum(values) != 1:
                 set_cols = [c for c, v in zip(columns, values) if v]
-                raise MedaugError(f"{where}: {len(set_cols)} labels set {set_cols}; expected exactly one of {list(columns)}")
+                raise MedaugError(f"{where}: {len(set_cols)} labels set {set_cols}; "
+                                  f"expected exactly one of {list(columns)}")
             ids.append(image)
             labels.append(values.index(1))
     if not ids:

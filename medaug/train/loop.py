@@ -31,6 +31,7 @@ from torch import nn
 
 from medaug.augment import build_augmentation
 from medaug.augment.sampling import class_balanced_weights, epoch_indices
+from medaug.classifiers.transfer import classifier_loss, main_logits
 from medaug.data.imageset import ImageSet
 from medaug.metrics import ClassificationMetrics, evaluate
 from medaug.store.atomic import atomic_write
@@ -229,8 +230,9 @@ def train_classifier(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, enabled=on_cuda):
-                logits = net(x)
-                loss = criterion(logits.float(), _targets(yb, multi_label))
+                outputs = net(x)
+                loss = classifier_loss(outputs, _targets(yb, multi_label), criterion)  # + InceptionV3 aux logits
+            logits = main_logits(outputs)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
