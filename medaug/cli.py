@@ -18,15 +18,24 @@ from medaug.errors import MedaugError
 COMMAND_MODULES = (
     "medaug.commands.train",
     "medaug.commands.data",
+    "medaug.analysis.commands",
 )
+# Without these installed (an analysis-only machine), commands needing them are left out.
+OPTIONAL_HEAVY = ("torch", "torchvision", "medmnist", "kornia", "ray", "submitit")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medaug", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="medaug", description="Measure how much data augmentation improves medical image classifiers.")
     parser.add_argument("--version", action="version", version=f"medaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
-        importlib.import_module(module).add_commands(sub)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in OPTIONAL_HEAVY:
+                continue
+            raise
+        mod.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,263 @@
+"""Read results folders into one DataFrame, migrating older schema versions.
+
+A results folder holds one Parquet file per run (`OUT/results/<run_id>.parquet`,
+`medaug.store.results`). Users hand us an OUT folder, its `results/` folder, a single
+file, or several of these; files are read one by one so that a file of an older
+schema version can be migrated (and one of an unknown version refused by name)
+before the rows are put together.
+
+Schema versions:
+- 1 (current, `medaug.store.results.SCHEMA_VERSION`).
+- 0: a file without a `schema_version` column (rows written before the schema was
+  versioned). Migration adds every missing column as null and derives `status`
+  from `test_acc` when absent; the columns it has must carry today's names and
+  castable types.
+A version above the current one, or one with no migration path, is refused with a
+`MedaugError` naming the file: an analysis must never guess what a column means.
+
+Generator-evaluation rows (`OUT/generator-eval/*.parquet`, issue 4) are read by
+`load_generator_eval`, tolerating their absence and missing columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from medaug.errors import MedaugError
+from medaug.store.results import RESULTS_DIR, SCHEMA, SCHEMA_VERSION
+
+GENERATOR_EVAL_DIR = "generator-eval"
+
+# Columns without which a file is not a classifier result row at all.
+REQUIRED_COLUMNS = ("run_id", "dataset", "status")  # after migration
+
+GENERATOR_EVAL_COLUMNS = (
+    "generator", "dataset", "extractor", "fid", "fid_floor", "kid_mean", "kid_std", "precision", "recall",
+    "density", "coverage", "tstr_acc", "trtr_acc", "seed",
+)
+
+
+def _v0_to_v1(table: pa.Table) -> pa.Table:
+    """Version 0 (no `schema_version` column) -> 1.
+
+    Missing columns are added as nulls by `_conform`; a missing `status` is derived
+    from the metrics: a row with a test accuracy finished, one without failed.
+    """
+    if "status" not in table.column_names:
+        if "test_acc" in table.column_names:
+            done = table.column("test_acc").is_valid().to_pylist()
+        else:
+            done = [False] * table.num_rows
+        table = table.append_column("status", pa.array(["finished" if d else "failed" for d in done], pa.string()))
+    return table
+
+
+# MIGRATIONS[v] turns a table of version v into one of version v + 1.
+MIGRATIONS: dict[int, Callable[[pa.Table], pa.Table]] = {0: _v0_to_v1}
+
+
+@dataclass
+class Results:
+    """All result rows of one analysis, annotated with method/context labels (`methods.annotate`).
+
+    `rows` holds every run; `finished` the ones with test metrics, `failed` all others
+    (status failed, or stopped early by a scheduler); `messages` lists what the loader did that
+    a reader should know (files migrated, duplicates dropped).
+    """
+
+    rows: pd.DataFrame
+    sources: tuple[Path, ...]
+    n_files: int
+    messages: list[str] = field(default_factory=list)
+    generator_eval: pd.DataFrame | None = None
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] == "finished"]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] != "finished"]
+
+
+def result_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Parquet result files under each path (an OUT folder, a `results/` folder or a file)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise MedaugError("results: no results folder given")
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise MedaugError(f"{path}: no such results folder or file")
+        if path.is_file():
+            if path.suffix != ".parquet":
+                raise MedaugError(f"{path}: not a Parquet file; expected a results folder or a *.parquet file")
+            files.append(path)
+            continue
+        base = path / RESULTS_DIR if (path / RESULTS_DIR).is_dir() else path
+        files.extend(f for f in sorted(base.rglob("*.parquet"))
+                     if not f.name.startswith(".") and GENERATOR_EVAL_DIR not in f.relative_to(base).parts)
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    if not unique:
+        where = ", ".join(str(p) for p in paths)
+        raise MedaugError(f"{where}: no result files (*.parquet) found; expected OUT/results/<run_id>.parquet files "
+                          "written by `medaug train` or `medaug sweep`")
+    return unique
+
+
+def schema_version_of(table: pa.Table, file: Path) -> int:
+    if "schema_version" not in table.column_names:
+        return 0
+    values = set(table.column("schema_version").to_pylist())
+    if len(values) != 1 or None in values:
+        raise MedaugError(f"{file}: column schema_version holds {sorted(values, key=str)}; expected one integer")
+    return int(values.pop())
+
+
+def migrate(table: pa.Table, file: Path) -> tuple[pa.Table, int]:
+    """Bring a table of any known schema version to the current one; returns (table, old version)."""
+    version = schema_version_of(table, file)
+    if version > SCHEMA_VERSION:
+        raise MedaugError(f"{file}: schema_version {version} is newer than this medaug reads (0..{SCHEMA_VERSION}); "
+                          "upgrade medaug to analyse it")
+    if version < 0 or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+        raise MedaugError(f"{file}: schema_version {version} is unknown; this medaug reads versions "
+                          f"{sorted(set(MIGRATIONS) | {SCHEMA_VERSION})}")
+    for v in range(version, SCHEMA_VERSION):
+        table = MIGRATIONS[v](table)
+    return _conform(table, file), version
+
+
+def _conform(table: pa.Table, file: Path) -> pa.Table:
+    """Exactly the current SCHEMA: missing columns null, each column cast to its type, extras dropped."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise MedaugError(f"{file}: not a medaug result row: missing column(s) {missing}")
+    arrays = []
+    for fld in SCHEMA:
+        if fld.name == "schema_version":
+            arrays.append(pa.array([SCHEMA_VERSION] * table.num_rows, pa.int32()))
+        elif fld.name in table.column_names:
+            col = table.column(fld.name)
+            try:
+                arrays.append(col.cast(fld.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise MedaugError(f"{file}: column {fld.name!r} has type {col.type}; expected {fld.type}") from None
+        else:
+            arrays.append(pa.nulls(table.num_rows, fld.type))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def read_result_file(file: Path) -> tuple[pa.Table, int]:
+    try:
+        table = pq.read_table(file)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise MedaugError(f"{file}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    return migrate(table, file)
+
+
+def _read_all(files: list[Path]) -> tuple[list[pa.Table], int]:
+    """Read files of the current schema in one pass (pyarrow dataset); migrate the others one by one."""
+    current, others = [], []
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise MedaugError(f"{file}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        (current if schema.equals(SCHEMA, check_metadata=False) else others).append(file)
+    tables: list[pa.Table] = []
+    if current:
+        table = ds.dataset([str(f) for f in current], schema=SCHEMA, format="parquet").to_table()
+        if set(table.column("schema_version").to_pylist()) == {SCHEMA_VERSION}:
+            tables.append(table)
+        else:  # same columns but another version number: find and handle each file
+            others = current + others
+    migrated = 0
+    for file in others:
+        table, version = read_result_file(file)
+        migrated += version != SCHEMA_VERSION
+        tables.append(table)
+    return tables, migrated
+
+
+def load_results(paths: Sequence[str | Path] | str | Path, *, with_generator_eval: bool = True) -> Results:
+    """Read every result file under `paths` (migrating old versions) into a `Results`."""
+    from medaug.analysis.methods import annotate
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = result_files(paths)
+    tables, migrated = _read_all(files)
+    df = pa.concat_tables(tables).to_pandas()
+    messages = []
+    if migrated:
+        messages.append(f"{migrated} file(s) of an older schema version were migrated to version {SCHEMA_VERSION}")
+    df, dropped = _drop_duplicate_runs(df)
+    if dropped:
+        messages.append(f"{dropped} duplicate row(s) with the same run_id were dropped (a finished row is kept over a "
+                        "failed one, then the latest)")
+    rows, notes = annotate(df)
+    messages.extend(notes)
+    gen_eval = load_generator_eval(paths) if with_generator_eval else None
+    return Results(rows=rows, sources=tuple(Path(p) for p in paths), n_files=len(files), messages=messages,
+                   generator_eval=gen_eval)
+
+
+def _drop_duplicate_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    order = df.assign(_finished=(df["status"] == "finished").astype(int),
+                      _t=pd.to_datetime(df["finished_at"], utc=True).fillna(pd.Timestamp(0, tz="UTC")))
+    order = order.sort_values(["_finished", "_t"], kind="stable")
+    kept = order.drop_duplicates("run_id", keep="last").drop(columns=["_finished", "_t"])
+    kept = kept.sort_values(["dataset", "run_id"], kind="stable").reset_index(drop=True)
+    return kept, len(df) - len(kept)
+
+
+def generator_eval_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        candidates = [path / GENERATOR_EVAL_DIR]
+        if path.name == RESULTS_DIR:
+            candidates.append(path.parent / GENERATOR_EVAL_DIR)
+        if path.name == GENERATOR_EVAL_DIR:
+            candidates.append(path)
+        for c in candidates:
+            if c.is_dir():
+                files.extend(f for f in sorted(c.rglob("*.parquet")) if not f.name.startswith("."))
+    return sorted(set(files))
+
+
+def load_generator_eval(paths: Sequence[str | Path] | str | Path) -> pd.DataFrame | None:
+    """Generator-evaluation rows under `paths` (`OUT/generator-eval/*.parquet`), or None if there are none.
+
+    Tolerant by design (another area writes them): unreadable files are skipped and
+    missing columns of `GENERATOR_EVAL_COLUMNS` are added as NaN/None.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    frames = []
+    for file in generator_eval_files(paths):
+        try:
+            frames.append(pq.read_table(file).to_pandas())
+        except (pa.ArrowInvalid, OSError):
+            continue
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    for col in GENERATOR_EVAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    numeric = [c for c in GENERATOR_EVAL_COLUMNS if c not in ("generator", "dataset", "extractor")]
+    for col in numeric:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df

@@ -1,0 +1,196 @@
+"""Statistics across seeds: summaries, paired tests over matched seeds, Holm correction.
+
+Seed 000 reports one run per cell and calls a method better when its number is
+higher. Here a cell is the mean +- sample standard deviation (ddof = 1) over seeds,
+and a method "improved" over its baseline only when
+
+1. the two were run with at least two **matched** seeds (the same seed values:
+   same initialisation and data order, so the pairs share their noise),
+2. a paired test on the per-seed differences (paired t-test by default, or
+   Wilcoxon signed-rank) is significant at `alpha` **after Holm's correction**
+   across the family of comparisons of one table, and
+3. the mean difference is positive.
+
+A bootstrap confidence interval of the mean difference (percentile, fixed seed)
+is reported beside, so a reader sees the size of the effect, not just a verdict.
+One seed never supports a claim: such a comparison is "untestable".
+
+Note: with n <= 5 seeds the exact two-sided Wilcoxon test cannot reach p < 0.05;
+use the t-test (the default) for small seed counts.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import stats as sps
+
+TESTS = ("t", "wilcoxon")
+VERDICTS = ("improved", "worse", "n.s.", "untestable")
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    """How comparisons are tested; the defaults are what the report uses."""
+
+    test: str = "t"  # "t": paired t-test (scipy.stats.ttest_rel); "wilcoxon": scipy.stats.wilcoxon
+    alpha: float = 0.05
+    n_boot: int = 10_000
+    boot_seed: int = 0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        from medaug.errors import MedaugError
+
+        if self.test not in TESTS:
+            raise MedaugError(f"statistics: test {self.test!r} is unknown; expected one of {TESTS}")
+        if not 0 < self.alpha < 1:
+            raise MedaugError(f"statistics: alpha {self.alpha} must lie in (0, 1)")
+        if self.n_boot < 100:
+            raise MedaugError(f"statistics: n_boot {self.n_boot} must be >= 100")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation (ddof = 1; NaN for one value) and count of a cell."""
+
+    mean: float
+    std: float
+    n: int
+
+
+def summarize(values: Sequence[float] | np.ndarray) -> Summary:
+    arr = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float)
+    if arr.size == 0:
+        return Summary(math.nan, math.nan, 0)
+    std = float(np.std(arr, ddof=1)) if arr.size > 1 else math.nan
+    return Summary(float(np.mean(arr)), std, int(arr.size))
+
+
+def _isnan(v: object) -> bool:
+    try:
+        return math.isnan(float(v))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One method against its baseline on one metric, over matched seeds.
+
+    `p_value` is the raw test's (None when untestable); `p_holm` is filled by
+    `decide` with the Holm-adjusted value within the comparison's family.
+    """
+
+    label: str
+    metric: str
+    seeds: tuple[int, ...]
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float | None
+    test: str
+    reason: str = ""  # why untestable
+    confidence: float = 0.95
+    p_holm: float | None = None
+    verdict: str = "untestable"
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    def describe(self, scale: float = 100.0, unit: str = "pp") -> str:
+        """One line: the verdict with its numbers (differences scaled, e.g. to percentage points)."""
+        if self.verdict == "untestable":
+            return f"untestable ({self.reason})"
+        ci = f"[{self.ci_low * scale:+.2f}, {self.ci_high * scale:+.2f}]"
+        return (f"{self.verdict}: {self.mean_diff * scale:+.2f} {unit}, {self.confidence * 100:g}% CI {ci}, "
+                f"p={self.p_value:.3g}, Holm p={self.p_holm:.3g}, n={self.n}")
+
+
+def paired_compare(method: Mapping[int, float], baseline: Mapping[int, float], *, label: str = "",
+                   metric: str = "acc", options: StatsOptions | None = None) -> Comparison:
+    """Compare per-seed values of a method with its baseline over the seeds both have."""
+    opts = options or StatsOptions()
+    m = {int(s): float(v) for s, v in method.items() if not _isnan(v)}
+    b = {int(s): float(v) for s, v in baseline.items() if not _isnan(v)}
+    seeds = tuple(sorted(set(m) & set(b)))
+    nan = math.nan
+    if not seeds:
+        reason = "no baseline runs" if not b else ("no runs" if not m else
+                                                   f"no matched seeds (method {sorted(m)}, baseline {sorted(b)})")
+        return Comparison(label, metric, seeds, nan, nan, nan, None, opts.test, reason, opts.confidence)
+    d = np.array([m[s] - b[s] for s in seeds])
+    mean_diff = float(d.mean())
+    if len(seeds) < 2:
+        return Comparison(label, metric, seeds, mean_diff, nan, nan, None, opts.test,
+                          f"{len(seeds)} matched seed; at least 2 are needed", opts.confidence)
+    lo, hi = bootstrap_ci(d, n_boot=opts.n_boot, seed=opts.boot_seed, confidence=opts.confidence)
+    p = paired_p_value(np.array([m[s] for s in seeds]), np.array([b[s] for s in seeds]), opts.test)
+    return Comparison(label, metric, seeds, mean_diff, lo, hi, p, opts.test, "", opts.confidence)
+
+
+def paired_p_value(a: np.ndarray, b: np.ndarray, test: str = "t") -> float:
+    """Two-sided p-value of a paired test (scipy); identical samples give p = 1."""
+    d = a - b
+    if np.all(d == 0):
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if test == "t":
+            p = sps.ttest_rel(a, b).pvalue
+        else:
+            p = sps.wilcoxon(a, b).pvalue
+    p = float(p)
+    return 1.0 if math.isnan(p) else p
+
+
+def bootstrap_ci(d: np.ndarray, *, n_boot: int = 10_000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of `d` (resampling seeds with replacement, fixed RNG seed)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(d), size=(n_boot, len(d)))
+    means = d[idx].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), in the input order.
+
+    adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) for the ascending p_(1..m).
+    """
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    adj_sorted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj_sorted
+    return out
+
+
+def decide(comparisons: Sequence[Comparison], alpha: float = 0.05) -> list[Comparison]:
+    """Holm-adjust the testable comparisons as one family and give each its verdict."""
+    testable = [i for i, c in enumerate(comparisons) if c.p_value is not None and c.n >= 2]
+    adjusted = holm([comparisons[i].p_value for i in testable])  # type: ignore[misc]
+    out = list(comparisons)
+    for i, p_adj in zip(testable, adjusted):
+        c = comparisons[i]
+        if p_adj < alpha and c.mean_diff > 0:
+            verdict = "improved"
+        elif p_adj < alpha and c.mean_diff < 0:
+            verdict = "worse"
+        else:
+            verdict = "n.s."
+        out[i] = replace(c, p_holm=float(p_adj), verdict=verdict)
+    for i, c in enumerate(out):
+        if i not in testable:
+            out[i] = replace(c, p_holm=None, verdict="untestable")
+    return out
