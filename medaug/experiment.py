@@ -26,7 +26,8 @@ from medaug.errors import MedaugError
 if TYPE_CHECKING:
     import torch
 
-    from medaug.data.imageset import DatasetSplits, ImageSet
+    from medaug.data.imageset import ImageSet
+    from medaug.data.sources import LoadedData
     from medaug.metrics import ClassificationMetrics
     from medaug.train.loop import TrainConfig, TrainOutcome
 
@@ -41,7 +42,8 @@ class ExperimentSpec:
 
     `synthetic` names a synthetic set as "STORE.zarr#GROUP" (None: real data only).
     `milestones` are fractions of `epochs` where a multistep schedule divides the
-    learning rate by 10.
+    learning rate by 10. `freeze_epochs` (transfer classifiers only) trains just the
+    new head for that many epochs before the whole network.
     """
 
     dataset: str
@@ -60,6 +62,7 @@ class ExperimentSpec:
     batch_size: int = 64
     seed: int = 0
     select_metric: str = "acc"
+    freeze_epochs: int = 0
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> MedaugError:
@@ -88,6 +91,8 @@ class ExperimentSpec:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
         if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise bad("milestones", "increasing fractions of the epochs, each in (0, 1)")
+        if not isinstance(self.freeze_epochs, int) or not 0 <= self.freeze_epochs < self.epochs:
+            raise bad("freeze_epochs", "an integer in [0, epochs): epochs with a frozen backbone first")
         if not isinstance(self.wrs, bool):
             raise bad("wrs", "true or false")
 
@@ -165,13 +170,17 @@ class FitResult:
 def check_names(spec: ExperimentSpec) -> None:
     """Refuse unknown dataset/classifier/augmentation names before any work is done."""
     from medaug.augment import AUGMENTATIONS
-    from medaug.classifiers import CLASSIFIERS
-    from medaug.data.medmnist import check_size, dataset_info
+    from medaug.classifiers import CLASSIFIERS, check_size
+    from medaug.classifiers.transfer import ARCHS
+    from medaug.data.sources import data_source
 
-    dataset_info(spec.dataset)
-    check_size(spec.size)
+    data_source(spec.dataset).check_size(spec.size)
     CLASSIFIERS.get(spec.classifier)
     AUGMENTATIONS.get(spec.augmentation)
+    check_size(spec.classifier, spec.size)
+    if spec.freeze_epochs and spec.classifier not in ARCHS:
+        raise MedaugError(f"spec field 'freeze_epochs' = {spec.freeze_epochs}: only transfer classifiers "
+                          f"({', '.join(ARCHS)}) have a backbone to freeze")
 
 
 def fit_and_test(spec: ExperimentSpec, train: ImageSet, val: ImageSet, test: ImageSet, *,
@@ -210,10 +219,10 @@ def git_commit() -> str | None:
 
 
 def load_data(spec: ExperimentSpec, data_root: str | Path | None = None, download: bool = False,
-              verify_md5: bool = True) -> DatasetSplits:
-    from medaug.data.medmnist import load_medmnist
+              verify_md5: bool = True) -> LoadedData:
+    from medaug.data.sources import load_dataset
 
-    return load_medmnist(spec.dataset, spec.size, root=data_root, download_missing=download, verify=verify_md5)
+    return load_dataset(spec.dataset, spec.size, root=data_root, download=download, verify=verify_md5)
 
 
 def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | None = None,
@@ -239,7 +248,8 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
     if target.exists() and not overwrite:
         raise MedaugError(f"{target}: a finished result for this spec exists; pass --overwrite to replace it")
     check_names(spec)
-    splits = load_data(spec, data_root, download, verify_md5)
+    loaded = load_data(spec, data_root, download, verify_md5)
+    splits = loaded.splits
     train, synthetic_info = splits.train, {}
     if spec.synthetic:
         from medaug.store.synthetic import mix_into_train
@@ -250,11 +260,10 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
     world = int(torch.distributed.get_world_size()) if torch.distributed.is_initialized() else 1
     folder = run_dir(out_dir, spec)
     progress_file = folder / "progress.jsonl"
-    if rank == 0:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
 
-    def log_epoch(record: dict[str, float]) -> None:
+    def log_epoch(record: dict[str, float]) -> None:  # rank 0 only; the first call creates the run folder
+        if not (folder / "spec.json").exists():
+            atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
         with open(progress_file, "a") as f:
             f.write(json.dumps(record) + "\n")
         if on_epoch is not None:
@@ -299,6 +308,7 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
         "started_at": started,
         "finished_at": datetime.now(timezone.utc),
         "executor": "direct",
+        **loaded.facts,
     }
     row.update(context or {})
     if rank == 0:

@@ -23,6 +23,20 @@ def test_spec_defaults_are_seed_000() -> None:
     assert spec.select_metric == "acc" and spec.classifier == "cnn"
 
 
+def test_every_spec_field_is_a_result_column() -> None:
+    from medaug.experiment import SPEC_FIELDS
+
+    assert set(SPEC_FIELDS) <= set(COLUMN_NAMES)
+
+
+def test_freeze_epochs_only_for_transfer_classifiers(tiny_root: Path, tmp_path: Path) -> None:
+    spec = ExperimentSpec(dataset="breastmnist", epochs=2, freeze_epochs=1)
+    with pytest.raises(MedaugError, match="only transfer classifiers"):
+        run(spec, tmp_path, data_root=tiny_root, verify_md5=False)
+    with pytest.raises(MedaugError, match="freeze_epochs"):
+        ExperimentSpec(dataset="breastmnist", epochs=2, freeze_epochs=2)
+
+
 def test_spec_run_id_is_stable_and_spec_sensitive() -> None:
     a = ExperimentSpec(dataset="breastmnist", seed=1)
     assert a.run_id == ExperimentSpec(dataset="breastmnist", seed=1).run_id
@@ -159,3 +173,23 @@ def test_resume_from_saved_state_gives_identical_result(tiny_root: Path, tmp_pat
     resumed = fit_and_test(spec, data.train, data.val, data.test, device="cpu", state_path=state)
     assert [h["train_loss"] for h in resumed.outcome.history] == [h["train_loss"] for h in full.outcome.history]
     assert resumed.test.acc == full.test.acc and resumed.best_epoch == full.best_epoch
+
+
+def test_frozen_backbone_epochs_train_only_the_head(tiny_root: Path) -> None:
+    from medaug.classifiers import build_classifier
+    from medaug.data.medmnist import load_medmnist
+    from medaug.train.loop import train_classifier
+
+    data = load_medmnist("pathmnist", root=tiny_root, verify=False)
+    spec = ExperimentSpec(dataset="pathmnist", classifier="resnet18_tv", epochs=2, freeze_epochs=1, batch_size=45,
+                          lr=0.01)
+    torch.manual_seed(0)
+    model = build_classifier("resnet18_tv", 3, 9, 28)
+    snaps = [{k: v.clone() for k, v in model.state_dict().items()}]
+    train_classifier(model, data.train, data.val, spec.train_config(), torch.device("cpu"),
+                     on_epoch=lambda _: snaps.append({k: v.clone() for k, v in model.state_dict().items()}))
+    conv = next(k for k in snaps[0] if k.endswith("conv1.weight"))
+    head = next(k for k in snaps[0] if k.endswith("fc.weight"))
+    assert torch.equal(snaps[0][conv], snaps[1][conv])  # epoch 1: backbone frozen
+    assert not torch.equal(snaps[0][head], snaps[1][head])  # ... while the head learns
+    assert not torch.equal(snaps[1][conv], snaps[2][conv])  # epoch 2: everything trains

@@ -54,6 +54,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("batch_size", pa.int32(), ""),
     ("seed", pa.int64(), ""),
     ("select_metric", pa.string(), "acc | auc: how the best epoch is chosen"),
+    ("freeze_epochs", pa.int32(), "epochs with a frozen backbone (transfer classifiers)"),
     ("spec_json", pa.string(), "the whole spec, canonical JSON"),
     # --- data ---
     ("task", pa.string(), "medmnist task type"),
@@ -65,6 +66,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("train_hash", pa.string(), "content hash of the train split"),
     ("val_hash", pa.string(), ""),
     ("test_hash", pa.string(), ""),
+    ("test_files", pa.list_(pa.string()), "held-out test files, for file-based data sets (COVID)"),
+    ("n_skipped", pa.int64(), "source images skipped (e.g. missing lung mask)"),
     ("synthetic_id", pa.string(), "content hash of the synthetic set"),
     ("synthetic_provenance", pa.string(), "JSON provenance of the synthetic set"),
     # --- metrics of the selected (best-validation) weights ---

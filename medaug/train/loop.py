@@ -31,7 +31,7 @@ from torch import nn
 
 from medaug.augment import build_augmentation
 from medaug.augment.sampling import class_balanced_weights, epoch_indices
-from medaug.classifiers.transfer import classifier_loss, main_logits
+from medaug.classifiers.transfer import classifier_loss, main_logits, set_backbone_trainable
 from medaug.data.imageset import ImageSet
 from medaug.metrics import ClassificationMetrics, evaluate
 from medaug.store.atomic import atomic_write
@@ -56,6 +56,7 @@ class TrainConfig:
     batch_size: int = 64
     seed: int = 0
     select_metric: str = "acc"
+    freeze_epochs: int = 0
     name: str = "run"
 
 
@@ -177,9 +178,13 @@ def train_classifier(
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+
+    def wrap() -> nn.Module:  # DDP syncs the parameters trainable when it is built: rebuild on (un)freezing
+        if world == 1:
+            return model
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+
+    net = model
 
     images = torch.from_numpy(train.images).to(device)
     labels = torch.from_numpy(train.labels).to(device)
@@ -214,6 +219,10 @@ def train_classifier(
         seed = _epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)  # dropout and any other global-RNG use
         gen = torch.Generator(device=device).manual_seed(seed)
+        if config.freeze_epochs:
+            set_backbone_trainable(model, epoch > config.freeze_epochs)
+        if net is model or epoch == config.freeze_epochs + 1:
+            net = wrap()
         order = epoch_indices(len(images), gen, weights)
         net.train()
         loss_sum = torch.zeros((), device=device)
