@@ -160,6 +160,7 @@ class InceptionFeatures(FeatureExtractor):
         model = load_inception(weights)
         super().__init__(model, device)
         self.name = "inception-v3"
+        self.input_size = INCEPTION_SIZE  # tests may lower it (>= 75 px) to run fast
         self.digest = sha256_file(Path(weights).expanduser())[:16]
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
@@ -170,7 +171,7 @@ class InceptionFeatures(FeatureExtractor):
             x = x.expand(-1, 3, -1, -1)
         elif x.shape[1] != 3:
             raise ValueError(f"Inception-v3 takes 1- or 3-channel images, got {x.shape[1]} channels")
-        x = torch.nn.functional.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
+        x = torch.nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                                             align_corners=False)
         return (x - self._mean) / self._std
 

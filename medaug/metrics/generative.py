@@ -92,15 +92,19 @@ def frechet_distance_gaussians(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndar
 
 
 def kernel_distance(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, subsets: int = 100,
-                    subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """KID (mean, std over `subsets` random subsets of min(subset_size, N/2, M/2) points), torchmetrics."""
+                    subset_size: int | None = None, seed: int = 0) -> tuple[float, float]:
+    """KID: mean and std over `subsets` random subsets (torchmetrics).
+
+    Subsets hold `subset_size` points (capped at min(N, M)); by default min(1000, N/2, M/2),
+    so that subsets differ and the std means something.
+    """
     from torchmetrics.image.kid import KernelInceptionDistance
 
     r, f = _as_features(real, "real features"), _as_features(fake, "generated features")
     if r.shape[1] != f.shape[1]:
         raise ValueError(f"feature dimensions differ: {r.shape[1]} vs {f.shape[1]}")
-    # Subsets of at most half the smaller set, so that they differ and the std means something.
-    size = max(2, min(subset_size, min(len(r), len(f)) // 2))
+    smaller = min(len(r), len(f))
+    size = max(2, min(1000, smaller // 2)) if subset_size is None else max(2, min(subset_size, smaller))
     metric = KernelInceptionDistance(feature=_Features(r.shape[1]), subsets=subsets, subset_size=size,
                                      reset_real_features=True)
     metric.update(r, real=True)
@@ -165,17 +169,33 @@ def _to_unit(images: np.ndarray) -> torch.Tensor:
     return t / 255.0 if images.dtype == np.uint8 else t
 
 
-def nearest_real(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
-    """Index into `real` of each generated image's nearest real image (pixel-space L2)."""
-    g = _to_unit(generated).flatten(1).float()
-    r = _to_unit(real).flatten(1).float()
-    r_sq = (r * r).sum(1)
-    out = []
-    for i in range(0, len(g), _CHUNK):
-        gb = g[i:i + _CHUNK]
-        # ||g - r||^2 = ||g||^2 - 2 g.r + ||r||^2; ||g||^2 is constant per row
-        out.append((r_sq[None, :] - 2 * gb @ r.T).argmin(dim=1))
-    return torch.cat(out).numpy()
+def nearest_real(generated: np.ndarray, real: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Index into `real` of each generated image's nearest real image (pixel-space L2).
+
+    Works through both sets in chunks (float32), so a 90,000-image real set never sits
+    in memory as floats at once.
+    """
+    generated, real = np.asarray(generated), np.asarray(real)
+    if generated.shape[1:] != real.shape[1:]:
+        raise ValueError(f"image shapes differ: {generated.shape[1:]} vs {real.shape[1:]}")
+    scale = 1 / 255.0 if real.dtype == np.uint8 else 1.0
+
+    def block(a: np.ndarray, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a[i:i + chunk])).flatten(1).float() * scale
+
+    best_d = torch.full((len(generated),), math.inf)
+    best_i = torch.zeros(len(generated), dtype=torch.long)
+    for j in range(0, len(real), chunk):
+        r = block(real, j)
+        r_sq = (r * r).sum(1)
+        for i in range(0, len(generated), chunk):
+            g = block(generated, i)
+            # ||g - r||^2 - ||g||^2 = ||r||^2 - 2 g.r  (||g||^2 is the same for every real image)
+            d, k = (r_sq[None, :] - 2 * g @ r.T).min(dim=1)
+            better = d < best_d[i:i + chunk]
+            best_d[i:i + chunk] = torch.where(better, d, best_d[i:i + chunk])
+            best_i[i:i + chunk] = torch.where(better, k + j, best_i[i:i + chunk])
+    return best_i.numpy()
 
 
 def _cap_db(values: torch.Tensor) -> torch.Tensor:

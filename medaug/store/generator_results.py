@@ -51,6 +51,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("tstr_auc", pa.float64(), ""),
     ("trtr_acc", pa.float64(), "train on real, test on real (same classifier spec)"),
     ("trtr_auc", pa.float64(), ""),
+    ("tstr_balanced_acc", pa.float64(), "TSTR balanced accuracy (ACC alone rewards majority-class guessing)"),
+    ("trtr_balanced_acc", pa.float64(), ""),
     ("classifier_spec", pa.string(), "JSON of the ExperimentSpec of the reference/TSTR classifiers"),
     ("generated_by", pa.string(), "sample | reconstruct (generators that only reconstruct, e.g. jvae)"),
     ("seed", pa.int64(), "sampling seed"),

@@ -121,8 +121,8 @@ def _jsonable(value: Any, where: str) -> Any:
             return obj.item()
         if isinstance(obj, np.ndarray):
             return obj.tolist()
-        if isinstance(obj, (Path, tuple)):
-            return str(obj) if isinstance(obj, Path) else list(obj)
+        if isinstance(obj, Path):
+            return str(obj)
         raise TypeError(type(obj).__name__)
 
     try:

@@ -1,0 +1,159 @@
+"""Make a synthetic set from a generator checkpoint: load, count, sample, write to Zarr.
+
+    medaug synthesize --checkpoint RUN/checkpoint --strategy inverse-scarcity --fraction 0.1 \
+        --seed 0 --out sets.zarr
+
+reads the checkpoint (refusing a corrupted one), loads the real data set it was
+trained on and checks that its train split is byte-for-byte the one the generator
+saw (content hash), derives per-class numbers from the train split's class counts
+with the strategy (`medaug.generators.strategies`), samples (or, for
+interleave-reconstructions, reconstructs every train image in order), and writes the
+set with its provenance (`medaug.store.synthetic`). Every check runs before anything
+is written; the set appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medaug.data.imageset import DatasetSplits, ImageSet
+from medaug.errors import MedaugError
+from medaug.generators.strategies import Strategy, labels_for_counts
+from medaug.store.synthetic import check_group_name, make_ref, write_synthetic_set
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    ref: str
+    set_id: str
+    n: int
+    counts: tuple[int, ...]
+    provenance: dict[str, Any]
+
+
+def checkpoint_content_hash(ckpt_dir: str | Path) -> str:
+    """sha256 (16 hex) of generator.json, after checking state.pt against the sha256 it names.
+
+    generator.json records the sha256 of state.pt, so this hash covers both files.
+    """
+    from medaug.generators.base import META_FILE, checkpoint_hash
+
+    checkpoint_hash(ckpt_dir)  # verifies state.pt against generator.json
+    return hashlib.sha256((Path(ckpt_dir) / META_FILE).read_bytes()).hexdigest()[:16]
+
+
+def load_real_splits(dataset: str, size: int, data_root: str | Path | None = None, *, verify_md5: bool = True) -> DatasetSplits:
+    """The real data set a checkpoint names (MedMNIST 2D sets for now)."""
+    from medaug.data.medmnist import load_medmnist
+
+    return load_medmnist(dataset, size, root=data_root, download_missing=False, verify=verify_md5)
+
+
+def check_train_matches(meta: dict[str, Any], train: ImageSet, ckpt_dir: Path) -> None:
+    """Refuse real data whose train split is not the one the generator was trained on."""
+    ds = meta.get("dataset", {})
+    if ds.get("name") != train.name:
+        raise MedaugError(f"{ckpt_dir}: generator was trained on dataset {ds.get('name')!r}, not {train.name!r}")
+    if (meta["channels"], meta["size"], len(meta["class_names"])) != (train.channels, train.size, train.num_classes):
+        raise MedaugError(f"{ckpt_dir}: generator makes {meta['channels']}-channel {meta['size']} px images of "
+                          f"{len(meta['class_names'])} classes; the data has {train.channels}, {train.size}, "
+                          f"{train.num_classes}")
+    if ds.get("train_hash") != train.content_hash:
+        raise MedaugError(f"{ckpt_dir}: generator was trained on train split hash {ds.get('train_hash')}, but this "
+                          f"data's train split hashes to {train.content_hash} (other file, size or version)")
+    if train.multi_label:
+        raise MedaugError(f"{train.name}: synthetic sets are made for single-label tasks; {train.task!r} is multi-label")
+
+
+def default_group(generator: str, dataset: str, strategy: Strategy, seed: int, ckpt_hash: str) -> str:
+    return f"{generator}-{dataset}-{strategy.name}-s{seed}-{ckpt_hash[:8]}"
+
+
+def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str | Path, *, group: str | None = None,
+               data_root: str | Path | None = None, splits: DatasetSplits | None = None,
+               device: str | None = "auto", verify_md5: bool = True) -> SynthesisResult:
+    """Generate a set from `checkpoint` by `strategy` and write it to `out#group`.
+
+    `splits` (the real data) defaults to loading the checkpoint's MedMNIST set from
+    `data_root`. Raises MedaugError, with nothing written, for a corrupted
+    checkpoint, data that is not the generator's train split, a bad strategy, an
+    existing group, or a generator that cannot do what the strategy needs.
+    """
+    from medaug import __version__
+    from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
+    from medaug.generators.base import load_generator, read_checkpoint_meta
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise MedaugError(f"--seed {seed!r}: expected an integer >= 0")
+    ckpt = Path(checkpoint).expanduser()
+    meta = read_checkpoint_meta(ckpt)
+    ckpt_hash = checkpoint_content_hash(ckpt)
+    if splits is None:
+        splits = load_real_splits(meta["dataset"].get("name", ""), meta["size"], data_root, verify_md5=verify_md5)
+    train = splits.train
+    check_train_matches(meta, train, ckpt)
+    class_counts = train.class_counts()
+    counts = strategy.counts(class_counts, train.class_names)
+    out = Path(out).expanduser()
+    group = group or default_group(meta["name"], train.name, strategy, seed, ckpt_hash)
+    check_group_name(group)
+    if (out / group).exists():
+        raise MedaugError(f"{make_ref(out, group)}: group exists already; choose another --group or store")
+    if out.exists() and not out.is_dir():
+        raise MedaugError(f"{out}: exists and is not a Zarr directory store")
+    if int(counts.sum()) == 0:
+        raise MedaugError(f"strategy {strategy.name} {strategy.params()}: asks for 0 images on this train split")
+
+    gen = load_generator(ckpt, device=device)
+    if strategy.reconstructs:
+        if not getattr(gen, "can_reconstruct", False):
+            raise MedaugError(f"strategy {strategy.name}: generator {gen.name!r} cannot reconstruct images "
+                              "(only the VAEs can)")
+        labels = train.labels.copy()
+        images = gen.reconstruct(train.images, train.labels, seed=seed)
+    else:
+        if not getattr(gen, "can_sample", True):
+            raise MedaugError(f"generator {gen.name!r} cannot sample labelled images")
+        labels = labels_for_counts(counts)
+        images = gen.sample(labels, seed)
+    expected = (len(labels), train.channels, train.size, train.size)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != expected:
+        raise RuntimeError(f"generator {gen.name} returned {getattr(images, 'dtype', '?')} "
+                           f"{getattr(images, 'shape', '?')}; expected uint8 {expected}")
+
+    import torch
+
+    provenance: dict[str, Any] = {
+        "generator": meta["name"],
+        "generator_config": meta["config"],
+        "generator_epoch": meta["epoch"],
+        "generator_finished": meta["finished"],
+        "checkpoint": str(ckpt.resolve()),
+        "checkpoint_hash": ckpt_hash,
+        "state_sha256": meta["state_sha256"],
+        "train_hash": train.content_hash,
+        "dataset": train.name,
+        "dataset_version": splits.version,
+        "dataset_md5": splits.md5,
+        "size": train.size,
+        "channels": train.channels,
+        "class_names": list(train.class_names),
+        "task": train.task,
+        "real_class_counts": class_counts.tolist(),
+        "strategy": strategy.name,
+        "strategy_params": strategy.params(),
+        "counts_per_class": counts.tolist(),
+        "seed": seed,
+        "medaug_version": __version__,
+        "torch_version": torch.__version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    set_id = write_synthetic_set(out, group, images, labels, provenance)
+    return SynthesisResult(ref=make_ref(out, group), set_id=set_id, n=len(labels),
+                           counts=tuple(int(c) for c in counts), provenance=provenance)
