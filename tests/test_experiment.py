@@ -193,3 +193,32 @@ def test_frozen_backbone_epochs_train_only_the_head(tiny_root: Path) -> None:
     assert torch.equal(snaps[0][conv], snaps[1][conv])  # epoch 1: backbone frozen
     assert not torch.equal(snaps[0][head], snaps[1][head])  # ... while the head learns
     assert not torch.equal(snaps[1][conv], snaps[2][conv])  # epoch 2: everything trains
+
+
+def test_run_with_a_synthetic_set_mixes_it_in_and_records_provenance(tiny_root: Path, tmp_path: Path) -> None:
+    from medaug.data.medmnist import load_medmnist
+    from medaug.generators import build_generator
+    from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
+    from medaug.generators.strategies import Strategy
+    from medaug.generators.synthesize import synthesize
+
+    data = load_medmnist("breastmnist", root=tiny_root, verify=False)
+    gen = build_generator("class-mean-noise", 1, 28, 2, device="cpu")
+    ckpt = gen.fit(data.train, tmp_path / "gen")
+    made = synthesize(ckpt, Strategy("per-class", classes=("malignant",), count=12), seed=0,
+                      out=tmp_path / "syn.zarr", splits=data, device="cpu")
+    spec = ExperimentSpec(dataset="breastmnist", synthetic=made.ref, epochs=1, batch_size=32)
+    row = run(spec, tmp_path / "out", data_root=tiny_root, verify_md5=False)
+    assert row["n_synthetic"] == 12 and row["n_train"] == 60
+    assert row["synthetic_id"] == made.set_id
+    assert json.loads(row["synthetic_provenance"])["generator"] == "class-mean-noise"
+    df = pd.read_parquet(tmp_path / "out" / "results")
+    assert df.loc[0, "synthetic"] == made.ref
+
+    other = tmp_path / "other"
+    from conftest import make_medmnist_npz
+
+    make_medmnist_npz(other / "breastmnist.npz", seed=5)  # same name, different train split
+    with pytest.raises(MedaugError, match="leakage"):
+        run(spec, tmp_path / "out2", data_root=other, verify_md5=False)
+    assert not (tmp_path / "out2").exists()
