@@ -18,6 +18,10 @@ from medaug.errors import MedaugError
 COMMAND_MODULES = (
     "medaug.commands.train",
     "medaug.commands.data",
+    "medaug.generators.commands",
+    "medaug.generators.eval_commands",
+    "medaug.generators.synth_commands",
+    "medaug.sweep.commands",
     "medaug.analysis.commands",
 )
 # Without these installed (an analysis-only machine), commands needing them are left out.

@@ -1,0 +1,123 @@
+"""`medaug sweep STUDY.yaml`: run a study with Ray Tune, locally or one SLURM job per trial.
+
+    medaug sweep sweeps/quickstart.yaml --dry-run
+    medaug sweep sweeps/quickstart.yaml --executor slurm --site localhost --out /shared/results/qs
+    medaug sweep sweeps/quickstart.yaml --executor slurm --site localhost --out /shared/results/qs --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import IO
+
+from medaug.sweep.driver import EXECUTORS, StudyOutcome, run_study
+from medaug.sweep.site import SiteProfile, load_site
+from medaug.sweep.study import Study, load_study, unregistered_generators
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sweep", help="run a study (YAML) with Ray Tune: local processes or SLURM jobs",
+                              description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="\n".join(__doc__.splitlines()[2:]))
+    p.add_argument("study", type=Path, help="study file, e.g. sweeps/quickstart.yaml")
+    g = p.add_argument_group("where trials run")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: Ray workers on this machine (or --ray-address); slurm: one SLURM job per trial")
+    g.add_argument("--site", default=None, metavar="NAME|PATH",
+                   help="SLURM site profile: hpc/sites/NAME.yaml or a path (slurm executor)")
+    g.add_argument("--ray-address", default=None, metavar="HOST:PORT", help="join a running Ray cluster")
+    g.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="at most N trials at once")
+    g = p.add_argument_group("data and results")
+    g.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: the study's `results`, relative to the working directory)")
+    g.add_argument("--data-root", default=None, metavar="DIR", help="folder holding the MedMNIST npz files")
+    g.add_argument("--no-verify-md5", dest="verify_md5", action="store_false",
+                   help="do not check the npz files against medmnist's md5 (test fixtures)")
+    g.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu, cuda")
+    g = p.add_argument_group("control")
+    g.add_argument("--resume", action="store_true",
+                   help="restore the study's Ray experiment: finished trials are kept, running SLURM jobs re-attached")
+    g.add_argument("--dry-run", action="store_true", help="validate, list the trials and the sbatch parameters; run nothing")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(handler=sweep_command)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    study = load_study(args.study)
+    site = load_site(args.site) if args.site else None
+    if args.dry_run:
+        print_dry_run(study, args.executor, site, args.out, sys.stdout)
+        return 0
+    outcome = run_study(study, args.executor, args.out, site=site, resume=args.resume,
+                        max_concurrent=args.max_concurrent, data_root=args.data_root, device=args.device,
+                        verify_md5=args.verify_md5, ray_address=args.ray_address, progress=not args.quiet)
+    print_outcome(outcome, sys.stdout)
+    return 1 if outcome.failed else 0
+
+
+def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Path | None, stream: IO[str]) -> None:
+    """What would run: every trial with its run_id, the waiting cells, and for SLURM the job parameters."""
+    out_dir = Path(out if out is not None else study.results).expanduser().resolve()
+    runnable, waiting = study.runnable_cells(), study.waiting_cells()
+    per_cell = study.trials_per_cell
+    w = stream.write
+    w(f"study {study.name} ({study.source}): {len(study.cells)} cells x {per_cell} trial(s) per cell; "
+      f"{len(runnable) * per_cell} trials runnable, {len(waiting)} cells wait for synthetic sets\n")
+    if study.description:
+        w(f"  {study.description}\n")
+    w(f"results -> {out_dir}/results   Ray experiment -> {out_dir}/ray/{study.name}\n")
+    sch = study.scheduler
+    sched = "fifo" if sch.kind == "fifo" else (f"asha on {sch.metric} ({sch.mode}), grace {sch.grace_period}, "
+                                               f"max_t {sch.max_t or study.max_epochs}, "
+                                               f"reduction {sch.reduction_factor:g}")
+    w(f"scheduler: {sched}; metric {study.metric} ({study.mode}); max_failures {study.max_failures}\n")
+    r = study.resources
+    w(f"resources per trial: {f'{r.cpus:g}' if r.cpus is not None else 'site default'} CPU(s), {r.gpus:g} GPU(s) per task, "
+      f"{r.nodes} node(s) x {r.tasks_per_node} task(s), time {r.time_min or 'site default'} min, "
+      f"mem {r.mem or 'site default'}\n")
+    if study.search:
+        w(f"search ({study.num_samples} sample(s) per cell): " + "; ".join(p.describe() for p in study.search) + "\n")
+    missing, registered = unregistered_generators(study)
+    if missing:
+        w(f"generators named here but not registered in this medaug: {', '.join(missing)} "
+          f"(registered: {', '.join(registered) or 'none'}); their cells run once their synthetic sets exist\n")
+    w(f"\n{'#':>4}  {'run_id' if not study.search else 'run_id (before sampling)':<48}  cell\n")
+    for cell in study.cells:
+        spec = study.spec_for(cell.spec)
+        waits = cell.missing_synthetic()
+        note = f"   [waits for synthetic set {waits}]" if waits else ""
+        w(f"{cell.index:>4}  {spec.run_id:<48}  {cell.label}{note}\n")
+    if executor == "slurm":
+        from medaug.sweep.slurm import job_name, sbatch_script
+
+        site = site or SiteProfile(name="default")
+        first = study.spec_for(study.cells[0].spec) if study.cells else None
+        run_id = first.run_id if first else "RUN_ID"
+        params = site.slurm_parameters(r, job_name(study.name, run_id))
+        w(f"\nsbatch parameters (site {site.name}): " + " ".join(f"{k}={v}" for k, v in sorted(params.items())) + "\n")
+        w(f"sbatch script of trial 0 (submitit writes it under {out_dir}/slurm/{run_id}/):\n")
+        script = sbatch_script(site, r, job_name(study.name, run_id), out_dir / "slurm" / run_id / "sub-TIME")
+        w("".join(f"  | {line}\n" for line in script.splitlines()))
+    w("\ndry run: nothing was run\n")
+
+
+def print_outcome(outcome: StudyOutcome, stream: IO[str]) -> None:
+    """One line per trial (cell label, status, metrics) and where everything was written."""
+    w = stream.write
+    rows = outcome.rows
+    if rows is not None and len(rows):
+        w(f"{'run_id':<46} {'status':<9} {'best':>4} {'val_acc':>8} {'test_acc':>8} {'test_auc':>8}\n")
+        for _, row in rows.sort_values("run_id").iterrows():
+            def num(v: object) -> str:
+                return f"{v:8.4f}" if isinstance(v, float) and v == v else f"{'-':>8}"
+            best = row.get("best_epoch")
+            best_s = f"{int(best):>4}" if best is not None and best == best else f"{'-':>4}"
+            w(f"{row['run_id']:<46} {row['status']:<9} {best_s} {num(row.get('val_acc'))} "
+              f"{num(row.get('test_acc'))} {num(row.get('test_auc'))}\n")
+            if row.get("status") == "failed" and row.get("error"):
+                w(f"    error: {row['error']}\n")
+    w(f"{outcome.finished} finished, {outcome.failed} failed, {outcome.stopped} stopped, "
+      f"{len(outcome.waiting)} cells waiting for synthetic sets\n")
+    w(f"results: {outcome.results_dir}\nRay experiment: {outcome.experiment_path}\n")

@@ -1,0 +1,182 @@
+"""Site profiles: what a SLURM cluster needs in every job (`hpc/sites/NAME.yaml`).
+
+A study says what a trial needs (CPUs, GPUs, nodes, tasks, time, memory); a site
+profile says how to ask this cluster for it (partition, account, QOS, constraint,
+extra sbatch options), what to run first in the job (setup lines: modules, a venv),
+and optionally a container every job runs in:
+
+```yaml
+name: generic-gpu
+partition: gpu
+account: myproject
+qos: normal
+constraint: a100
+gpus_per_node: 4          # what one node has (caps a trial's request)
+cpus_per_task: 8          # default when the study does not say
+mem: 64G                  # default per node
+time: "04:00:00"          # default time limit
+extra_sbatch: {exclude: node13}
+setup: ["module load cuda/12.4"]
+signal_delay_s: 120       # USR2 this long before the time limit (submitit checkpoints then)
+max_num_timeout: 3        # requeues after a *time-out* (preemptions requeue without limit)
+poll_s: 30                # how often a trial asks squeue about its job (be kind to slurmctld)
+env: {}                   # exported in the job (e.g. MASTER_ADDR for single-host test clusters)
+container:
+  runtime: apptainer
+  image: /shared/containers/medaug.sif
+  binds: [/shared/data, /shared/results]
+  options: [--nv]
+```
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medaug.sweep import schema
+from medaug.sweep.schema import Doc, join
+from medaug.sweep.study import Resources
+
+SITE_KEYS = ("name", "description", "partition", "account", "qos", "constraint", "gpus_per_node", "cpus_per_task",
+             "mem", "time", "extra_sbatch", "setup", "signal_delay_s", "max_num_timeout", "env", "container",
+             "python", "poll_s")
+CONTAINER_KEYS = ("runtime", "image", "binds", "options")
+SITES_DIR = Path(__file__).resolve().parents[2] / "hpc" / "sites"
+
+
+@dataclass(frozen=True)
+class Container:
+    """Run each job's command inside an image: `RUNTIME exec OPTIONS --bind B1,B2 IMAGE CMD...`."""
+
+    image: str
+    runtime: str = "apptainer"
+    binds: tuple[str, ...] = ()
+    options: tuple[str, ...] = ("--nv",)
+
+    def command(self, argv: list[str], extra_binds: tuple[str, ...] = ()) -> list[str]:
+        binds = list(dict.fromkeys([*self.binds, *extra_binds]))
+        cmd = [self.runtime, "exec", *self.options]
+        if binds:
+            cmd += ["--bind", ",".join(binds)]
+        return [*cmd, self.image, *argv]
+
+
+@dataclass(frozen=True)
+class SiteProfile:
+    name: str = "default"
+    description: str = ""
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpus_per_node: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    time_min: int = 60
+    extra_sbatch: dict[str, Any] = field(default_factory=dict)
+    setup: tuple[str, ...] = ()
+    signal_delay_s: int = 90
+    max_num_timeout: int = 3
+    env: dict[str, str] = field(default_factory=dict)
+    container: Container | None = None
+    python: str | None = None
+    poll_s: float = 30.0
+    source: str = ""
+
+    def python_command(self, extra_binds: tuple[str, ...] = ()) -> str:
+        """What submitit runs as `python` in the job: the venv's python, or the container's."""
+        if self.container is not None:
+            return shlex.join(self.container.command([self.python or "python3"], extra_binds))
+        return self.python or ""
+
+    def slurm_parameters(self, res: Resources, job_name: str) -> dict[str, Any]:
+        """submitit SlurmExecutor parameters for one trial of `res` on this site."""
+        cpus = math.ceil(res.cpus) if res.cpus is not None else (self.cpus_per_task or 1)
+        params: dict[str, Any] = {
+            "job_name": job_name,
+            "time": res.time_min or self.time_min,
+            "nodes": res.nodes,
+            "ntasks_per_node": res.tasks_per_node,
+            "cpus_per_task": cpus,
+            "signal_delay_s": self.signal_delay_s,
+        }
+        if res.gpus > 0:
+            # SLURM hands out whole GPUs; a fractional study request becomes one GPU per task.
+            per_node = math.ceil(res.gpus) * res.tasks_per_node
+            if self.gpus_per_node is not None:
+                per_node = min(per_node, self.gpus_per_node)
+            if per_node > 0:
+                params["gpus_per_node"] = per_node
+        for key in ("partition", "account", "qos", "constraint"):
+            if getattr(self, key):
+                params[key] = getattr(self, key)
+        mem = res.mem or self.mem
+        if mem:
+            params["mem"] = mem
+        setup = list(self.setup)
+        if self.env:
+            setup += [f"export {k}={shlex.quote(str(v))}" for k, v in sorted(self.env.items())]
+        if setup:
+            params["setup"] = setup
+        if self.extra_sbatch:
+            params["additional_parameters"] = dict(self.extra_sbatch)
+        return params
+
+
+def resolve_site_path(name_or_path: str | Path) -> Path:
+    """`localhost` -> hpc/sites/localhost.yaml; a path is taken as given."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return SITES_DIR / f"{name_or_path}.yaml"
+
+
+def load_site(path: str | Path | None) -> SiteProfile:
+    if path is None:
+        return SiteProfile(name="default")
+    doc = Doc.load(resolve_site_path(path))
+    m = schema.mapping(doc, doc.data, "", allowed=SITE_KEYS)
+    opt = schema.optional_string
+    container = None
+    if m.get("container") is not None:
+        c = schema.mapping(doc, m["container"], "container", allowed=CONTAINER_KEYS, required=("image",))
+        container = Container(
+            image=schema.string(doc, c["image"], "container.image"),
+            runtime=schema.string(doc, c.get("runtime", "apptainer"), "container.runtime"),
+            binds=tuple(schema.string_list(doc, c.get("binds"), "container.binds")),
+            options=tuple(schema.string_list(doc, c.get("options", ["--nv"]), "container.options")),
+        )
+    env = {k: str(v) for k, v in schema.mapping(doc, m.get("env"), "env").items()}
+    for k, v in env.items():
+        schema.string(doc, k, join("env", k), pattern=r"[A-Za-z_][A-Za-z0-9_]*", what="an environment variable name")
+    extra = schema.mapping(doc, m.get("extra_sbatch"), "extra_sbatch")
+    for k, v in extra.items():
+        if not isinstance(v, (str, int, float, bool)):
+            raise doc.error(join("extra_sbatch", k), "expected a string, number or boolean")
+    return SiteProfile(
+        name=schema.string(doc, m.get("name", Path(doc.source).stem), "name"),
+        description=opt(doc, m.get("description"), "description") or "",
+        partition=opt(doc, m.get("partition"), "partition"),
+        account=opt(doc, m.get("account"), "account"),
+        qos=opt(doc, m.get("qos"), "qos"),
+        constraint=opt(doc, m.get("constraint"), "constraint"),
+        gpus_per_node=None if m.get("gpus_per_node") is None
+        else schema.integer(doc, m["gpus_per_node"], "gpus_per_node", minimum=0),
+        cpus_per_task=None if m.get("cpus_per_task") is None
+        else schema.integer(doc, m["cpus_per_task"], "cpus_per_task", minimum=1),
+        mem=schema.memory(doc, m["mem"], "mem") if m.get("mem") is not None else None,
+        time_min=schema.minutes(doc, m["time"], "time") if m.get("time") is not None else 60,
+        extra_sbatch=extra,
+        setup=tuple(schema.string_list(doc, m.get("setup"), "setup")),
+        signal_delay_s=schema.integer(doc, m.get("signal_delay_s", 90), "signal_delay_s", minimum=1),
+        max_num_timeout=schema.integer(doc, m.get("max_num_timeout", 3), "max_num_timeout", minimum=0),
+        env=env,
+        container=container,
+        python=opt(doc, m.get("python"), "python"),
+        poll_s=schema.number(doc, m.get("poll_s", 30), "poll_s", positive=True),
+        source=doc.source,
+    )

@@ -1,0 +1,362 @@
+"""The SLURM executor: each Ray Tune trial is one SLURM job submitted with submitit.
+
+Two halves:
+
+- In the job: `SlurmExperiment`, a submitit `Checkpointable` that initialises
+  torch.distributed when the job has several tasks and calls
+  `medaug.experiment.run`. On preemption or an approaching time limit SLURM sends
+  USR2 (`--signal=USR2@signal_delay_s`); submitit calls `checkpoint()`, which returns
+  the same experiment, and requeues the job. Nothing else is needed because `run`
+  saves its training state atomically every epoch and resumes from it: the requeued
+  job continues at the next epoch and ends with the metrics of an uninterrupted run.
+- In the Ray worker: `SlurmTrial`, a Tune class trainable that submits the job (or
+  re-attaches to it after a driver restart), tails the run's progress.jsonl and
+  reports each epoch, so a scheduler (ASHA) can stop it; `cleanup()`, which Tune
+  calls when it stops the trial, cancels the job.
+
+Each trial keeps a job record `OUT/slurm/<run_id>/job.json` (job id, submitit folder,
+job name): how a restarted driver finds running jobs instead of submitting again, and
+how an interrupted sweep cancels what it submitted. submitit writes its logs under
+`OUT/slurm/<run_id>/<submission>/`, a fresh folder per submission (job ids restart
+at 1 on a reset cluster: a reused folder would return a stale result).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from medaug.store.atomic import atomic_write_text
+from medaug.sweep.site import SiteProfile
+from medaug.sweep.study import Resources
+from medaug.sweep.trial import (RunOptions, epoch_report, final_report, finished_row, has_row, progress_path,
+                                replay_reports, set_threads, update_row)
+
+ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
+                 "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "PREEMPTED")
+RECORD = "job.json"
+PAUSE_ENV = "MEDAUG_EPOCH_PAUSE_S"
+
+
+# ============================================================================ in the job
+
+class SlurmExperiment(submitit.helpers.Checkpointable):
+    """One experiment as a requeue-safe SLURM job (every task of the job runs this)."""
+
+    def __init__(self, spec: dict[str, Any], options: dict[str, Any], trial_id: str | None = None) -> None:
+        self.spec = spec
+        self.options = options
+        self.trial_id = trial_id
+
+    def __call__(self) -> dict[str, Any]:
+        from medaug.experiment import ExperimentSpec, run
+        from medaug.train.distributed import cleanup_distributed, init_distributed
+
+        opts = RunOptions(**self.options)
+        set_threads(opts.threads)
+        spec = ExperimentSpec.from_dict(_spec_data(self.spec))
+        info = init_distributed()
+        try:
+            done = finished_row(opts, spec)
+            if done is not None:
+                return _summary(done)
+            device = opts.device if opts.device not in (None, "auto") else info.device()
+            row = run(spec, opts.out, data_root=opts.data_root, device=device, quiet=True,
+                      overwrite=has_row(opts, spec), verify_md5=opts.verify_md5,
+                      context=job_context(opts, self.trial_id), on_epoch=_epoch_pause())
+            return _summary(row)
+        finally:
+            cleanup_distributed()
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on USR2: the state is already on disk (saved each epoch), so
+        the requeued job simply runs this experiment again and `run` resumes it."""
+        return submitit.helpers.DelayedSubmission(SlurmExperiment(self.spec, self.options, self.trial_id))
+
+
+def _epoch_pause():
+    """Test affordance: MEDAUG_EPOCH_PAUSE_S=N (set through a site profile's `env`) pauses
+    N seconds after each saved epoch, so a test can deliver a signal mid-run or let
+    ASHA stop a trial before it ends. Unset in real use."""
+    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+    if pause <= 0:
+        return None
+    return lambda _record: time.sleep(pause)
+
+
+def job_context(opts: RunOptions, trial_id: str | None) -> dict[str, Any]:
+    """The where-it-ran columns, from the job's environment."""
+    return {
+        "executor": "slurm",
+        "study": opts.study,
+        "trial_id": trial_id,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_nodes": os.environ.get("SLURM_JOB_NODELIST"),
+        "slurm_state": "RUNNING",  # the trial rewrites it with the final state
+        "requeues": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+    }
+
+
+def _spec_data(spec: dict[str, Any]) -> dict[str, Any]:
+    data = dict(spec)
+    if "milestones" in data:
+        data["milestones"] = tuple(data["milestones"])
+    return data
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in ("run_id", "status", "best_epoch", "val_acc", "test_acc", "test_auc")}
+
+
+# ============================================================================ scheduler talk
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    folder: str
+    job_name: str
+    submitted_at: float
+    trial_id: str | None = None
+
+    @classmethod
+    def read(cls, path: Path) -> JobRecord | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.__dict__, indent=2))
+
+
+def record_path(out: str | Path, run_id: str) -> Path:
+    return Path(out) / "slurm" / run_id / RECORD
+
+
+def job_status(job_id: str) -> tuple[str, str | None, str | None]:
+    """(state, job name, node list) from slurmctld (squeue), else accounting (sacct).
+
+    UNKNOWN when neither knows the id (never submitted here, or a reset cluster).
+    """
+    out = _quiet(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%j|%N"])
+    if out:
+        state, name, nodes = (out.splitlines()[0].split("|") + ["", ""])[:3]
+        return state.strip(), name or None, nodes or None
+    out = _quiet(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State,JobName,NodeList"])
+    if out:
+        state, name, nodes = (out.splitlines()[0].split("|") + ["", ""])[:3]
+        return state.split()[0].strip(), name or None, nodes or None  # "CANCELLED by 0" -> CANCELLED
+    return "UNKNOWN", None, None
+
+
+def _quiet(cmd: list[str]) -> str:
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
+def cancel_job(job_id: str) -> None:
+    subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+
+
+def is_active(state: str) -> bool:
+    return state.upper() in ACTIVE_STATES
+
+
+def job_name(study: str, run_id: str) -> str:
+    return f"medaug-{study}-{run_id}"[:120]
+
+
+def make_executor(folder: Path, site: SiteProfile, resources: Resources, name: str,
+                  binds: tuple[str, ...] = ()) -> submitit.SlurmExecutor:
+    """A submitit SlurmExecutor for one trial on `site` (the job's python is the
+    container's when the site runs jobs in one)."""
+    python = site.python_command(binds) or None
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_num_timeout, python=python)
+    executor.update_parameters(**site.slurm_parameters(resources, name))
+    return executor
+
+
+def sbatch_script(site: SiteProfile, resources: Resources, name: str, folder: Path,
+                  binds: tuple[str, ...] = ()) -> str:
+    """The sbatch script submitit would submit for one trial (dry runs, golden-file tests)."""
+    executor = make_executor(folder, site, resources, name, binds)
+    return executor._make_submission_file_text(executor._submitit_command_str, uid="preview")
+
+
+def active_records(out: str | Path) -> list[tuple[Path, JobRecord]]:
+    """Job records under OUT/slurm whose job is still pending or running."""
+    found = []
+    for path in sorted(Path(out, "slurm").glob(f"*/{RECORD}")):
+        rec = JobRecord.read(path)
+        if rec is not None:
+            state, name, _ = job_status(rec.job_id)
+            if is_active(state) and (name is None or name == rec.job_name):
+                found.append((path, rec))
+    return found
+
+
+# ============================================================================ in the Ray worker
+
+class SlurmTrialLogic:
+    """Submit or re-attach, tail progress, finish or cancel: the Trainable's body, kept
+    free of Ray so it can be read (and tested) on its own."""
+
+    def __init__(self, config: dict[str, Any], options: dict[str, Any], site: SiteProfile, resources: Resources,
+                 poll_s: float, trial_id: str | None) -> None:
+        from medaug.sweep.local import trial_spec
+        from medaug.sweep.trial import ProgressTail
+
+        self.opts = RunOptions(**options)
+        self.spec = trial_spec(config)
+        self.site = site
+        self.resources = resources
+        self.poll_s = poll_s
+        self.trial_id = trial_id
+        self.record_file = record_path(self.opts.out, self.spec.run_id)
+        self.tail = ProgressTail(progress_path(self.opts, self.spec))
+        self.buffer: list[dict[str, Any]] = []
+        self.replay = None
+        self.job_id: str | None = None
+        self.finished = False
+        self.submitted_at = time.time()
+        self.first_epoch_latency: float | None = None
+        done = finished_row(self.opts, self.spec)
+        if done is not None:
+            if done.get("slurm_job_id") and done.get("slurm_state") == "RUNNING":
+                # the driver stopped watching before the job ended: record its final state now
+                state, _, nodes = job_status(done["slurm_job_id"])
+                if not is_active(state):
+                    update_row(self.opts, self.spec.run_id, slurm_state=state)
+            self.replay = list(replay_reports(done))
+            return
+        self.job_id = self._attach() or self._submit()
+
+    # -- submission ------------------------------------------------------------
+    def _attach(self) -> str | None:
+        rec = JobRecord.read(self.record_file)
+        if rec is None:
+            return None
+        state, name, _ = job_status(rec.job_id)
+        if is_active(state) and (name is None or name == rec.job_name):
+            self.submitted_at = rec.submitted_at
+            return rec.job_id
+        return None
+
+    def _submit(self) -> str:
+        run_folder = progress_path(self.opts, self.spec).parent
+        if not (run_folder / "state.pt").exists():
+            # a fresh start: drop epochs of an earlier attempt that left no state to resume
+            progress_path(self.opts, self.spec).unlink(missing_ok=True)
+        folder = self.record_file.parent / f"sub-{time.time_ns()}"
+        name = job_name(self.opts.study, self.spec.run_id)
+        binds = tuple(p for p in (self.opts.data_root, self.opts.out) if p)
+        executor = make_executor(folder, self.site, self.resources, name, binds)
+        job = executor.submit(SlurmExperiment(self.spec.to_dict(), self.opts.to_dict(), self.trial_id))
+        self.submitted_at = time.time()
+        JobRecord(job_id=str(job.job_id), folder=str(folder), job_name=name, submitted_at=self.submitted_at,
+                  trial_id=self.trial_id).write(self.record_file)
+        return str(job.job_id)
+
+    # -- reporting -------------------------------------------------------------
+    def next_report(self) -> dict[str, Any]:
+        """Block until the next epoch (or the end of the job); return what Tune should see."""
+        if self.replay is not None:
+            report = self.replay.pop(0)
+            if not self.replay:
+                report["done"] = True
+                self.finished = True
+            return report
+        assert self.job_id is not None
+        while True:
+            self.buffer.extend(self.tail.read_new())
+            if self.buffer:
+                if self.first_epoch_latency is None:
+                    self.first_epoch_latency = time.time() - self.submitted_at
+                report = epoch_report(self.buffer.pop(0), self.spec.run_id)
+                report["slurm_job_id"] = self.job_id
+                return report
+            state, _, nodes = job_status(self.job_id)
+            if not is_active(state) and state != "UNKNOWN" or (state == "UNKNOWN" and self._result_pickle()):
+                self.buffer.extend(self.tail.read_new())  # lines written just before the job ended
+                if self.buffer:
+                    continue
+                return self._finish(state, nodes)
+            time.sleep(self.poll_s)
+
+    def _result_pickle(self) -> bool:
+        rec = JobRecord.read(self.record_file)
+        return rec is not None and any(Path(rec.folder).glob(f"{self.job_id}_*_result.pkl"))
+
+    def _finish(self, state: str, nodes: str | None) -> dict[str, Any]:
+        row = finished_row(self.opts, self.spec)
+        if row is None:
+            raise RuntimeError(f"SLURM job {self.job_id} ended {state} without a result: {self._job_error()}")
+        update_row(self.opts, self.spec.run_id, slurm_state=state, slurm_nodes=nodes or row.get("slurm_nodes"))
+        self.finished = True
+        report = final_report(row)
+        report.update(done=True, slurm_job_id=self.job_id, slurm_state=state)
+        if self.first_epoch_latency is not None:
+            report["slurm_first_epoch_s"] = self.first_epoch_latency
+        return report
+
+    def _job_error(self) -> str:
+        """The job's own error: submitit's result pickle (traceback) or the tail of its stderr."""
+        rec = JobRecord.read(self.record_file)
+        if rec is None:
+            return "no job record"
+        job = submitit.SlurmJob(folder=rec.folder, job_id=rec.job_id)
+        try:
+            job.result()
+        except Exception as exc:  # noqa: BLE001 - we want the job's message, whatever it was
+            return " ".join(str(exc).strip().splitlines()[-3:])[:2000]
+        err = job.stderr() or ""
+        return " ".join(err.strip().splitlines()[-3:])[:2000] or "no error output"
+
+    def cancel(self) -> None:
+        """Cancel the job unless it finished (Tune stopped the trial: ASHA, Ctrl-C)."""
+        if self.job_id is not None and not self.finished:
+            cancel_job(self.job_id)
+
+
+def make_trainable(site: SiteProfile, resources: Resources, options: dict[str, Any], poll_s: float):
+    """The Tune class trainable for the slurm executor (built here so Ray is imported lazily)."""
+    from ray import tune
+
+    class SlurmTrial(tune.Trainable):
+        def setup(self, config: dict[str, Any]) -> None:
+            self.logic = SlurmTrialLogic(config, options, site, resources, poll_s, self.trial_id)
+
+        def step(self) -> dict[str, Any]:
+            return self.logic.next_report()
+
+        def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
+            # The run's own state.pt and the job record are the real checkpoint; Tune
+            # only needs something to hand back on restore.
+            return {"run_id": self.logic.spec.run_id, "job_id": self.logic.job_id}
+
+        def load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+            pass  # setup() already re-attached to the job (or resubmitted it)
+
+        def cleanup(self) -> None:
+            logic = getattr(self, "logic", None)
+            if logic is not None:
+                logic.cancel()
+
+    return SlurmTrial
+
+
+def describe_command(site: SiteProfile, argv: list[str], binds: tuple[str, ...] = ()) -> str:
+    """A medaug command line as a job on this site would run it (inside the container if any)."""
+    cmd = site.container.command(argv, binds) if site.container is not None else argv
+    return shlex.join(cmd)

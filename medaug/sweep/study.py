@@ -1,0 +1,637 @@
+"""A study: a YAML file that expands to many `ExperimentSpec`s (the grid) and, optionally,
+a Ray Tune search space and scheduler over them.
+
+```yaml
+name: quickstart                 # [A-Za-z0-9_.-]+, names the Ray experiment
+description: ...
+results: results/quickstart      # default results/<name>, relative to the working directory
+base: {dataset: breastmnist, epochs: 20}    # fixed ExperimentSpec fields
+grid:                            # axes, outermost first; every ExperimentSpec field may be one
+  wrs: [false, true]
+  augmentation: [none, sharpness-contrast-flip]
+  method:                        # a *named* axis: label -> several fields at once
+    none: {}
+    cvae: {synthetic: {generator: cvae, strategy: inverse-scarcity, fraction: 0.1}}
+  seed: [0, 1, 2]
+search:                          # Ray Tune terms: choice, grid, uniform, loguniform, randint
+  lr: {loguniform: [1.0e-4, 1.0e-1]}
+num_samples: 1                   # samples of the search space per grid cell
+scheduler: {type: asha, metric: val_acc, mode: max, grace_period: 1, max_t: 20}
+resources: {cpus: 1, gpus: 0.25, nodes: 1, tasks_per_node: 1, time: "01:00:00", mem: 4G}
+max_failures: 1                  # retries of a trial that raises, then a `failed` row
+synthetic:                       # where generator cells find their synthetic sets
+  root: synthetic
+  pattern: "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{fraction}"
+  strategy: inverse-scarcity     # defaults for the `generator: [null, cvae, cgan]` grid shorthand
+  fraction: 0.1
+```
+
+A request's strategy is `inverse-scarcity` (with `fraction`) or
+`interleave-reconstructions` (seed 000's Joint VAE; no fraction; `{fraction}` reads
+"all"), as in `medaug.generators.strategies`.
+
+A `synthetic:` value may be null, an explicit "STORE.zarr#GROUP", or a request
+`{generator, strategy, fraction}` that the cell's dataset and size resolve to a store
+path through `synthetic.pattern` (`fraction` may be a number or a mapping dataset ->
+number: seed 000 adds 4-10 % per data set). `generator: [cvae, cgan]` in the grid is
+shorthand for such requests (null there means "no synthetic set"). A cell whose
+synthetic set does not exist yet still validates and lists in `--dry-run`; a run
+skips it and says which set it waits for.
+
+Everything is validated on load; an unknown key or bad value is refused with its YAML
+path (`sweeps/x.yaml: grid.wrs[1]: expected true or false`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medaug.errors import MedaugError
+from medaug.experiment import SPEC_FIELDS, ExperimentSpec
+from medaug.sweep import schema
+from medaug.sweep.schema import Doc, join
+
+TOP_KEYS = ("name", "description", "results", "base", "grid", "search", "num_samples", "scheduler", "resources",
+            "max_failures", "metric", "mode", "synthetic")
+SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
+REPORTED_METRICS = ("val_acc", "val_auc", "val_loss", "train_loss", "train_acc")
+SCHEDULERS = ("fifo", "asha")
+DEFAULT_PATTERN = "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{fraction}"
+NAME_PATTERN = r"[A-Za-z0-9_.-]+"
+# Strategies a study can request by name (medaug.generators.strategies); the amount is `fraction`.
+REQUEST_STRATEGIES = ("inverse-scarcity", "interleave-reconstructions")
+
+# ExperimentSpec annotation -> (python check, what the user reads). Fields of a kind not
+# listed here are checked by ExperimentSpec itself only.
+_FIELD_KINDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(ExperimentSpec)}
+
+
+# ----------------------------------------------------------------------------- parts
+
+@dataclass(frozen=True)
+class SyntheticRequest:
+    """"The synthetic set generator G made for the cell's data set": resolved per cell."""
+
+    generator: str
+    strategy: str = "inverse-scarcity"
+    fraction: float | dict[str, float] | None = None
+    where: str = ""
+
+    def fraction_for(self, dataset: str) -> float | None:
+        if isinstance(self.fraction, dict):
+            return self.fraction.get(dataset)
+        return self.fraction
+
+    def resolve(self, dataset: str, size: int, root: str, pattern: str) -> str:
+        fraction = self.fraction_for(dataset)
+        return pattern.format(root=root, dataset=dataset, size=size, generator=self.generator,
+                              strategy=self.strategy, fraction="all" if fraction is None else f"{fraction:g}")
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One Ray Tune search dimension over an ExperimentSpec field."""
+
+    field: str
+    kind: str
+    args: tuple[Any, ...]
+
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        if self.kind == "choice":
+            return tune.choice(list(self.args))
+        if self.kind == "grid":
+            return tune.grid_search(list(self.args))
+        if self.kind == "uniform":
+            return tune.uniform(*self.args)
+        if self.kind == "loguniform":
+            return tune.loguniform(*self.args)
+        if self.kind == "randint":  # inclusive upper bound, as written in the study
+            return tune.randint(self.args[0], self.args[1] + 1)
+        raise AssertionError(self.kind)
+
+    def describe(self) -> str:
+        if self.kind in ("choice", "grid"):
+            return f"{self.field} ~ {self.kind}{list(self.args)}"
+        return f"{self.field} ~ {self.kind}({self.args[0]:g}, {self.args[1]:g})"
+
+    @property
+    def grid_size(self) -> int:
+        return len(self.args) if self.kind == "grid" else 1
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """FIFO (run everything to the end) or ASHA (stop the worst trials at rungs)."""
+
+    kind: str = "fifo"
+    metric: str = "val_acc"
+    mode: str = "max"
+    grace_period: int = 1
+    max_t: int | None = None
+    reduction_factor: float = 2.0
+
+    def to_tune(self, max_epochs: int) -> Any:
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+        if self.kind == "fifo":
+            return FIFOScheduler()
+        # time_attr "epoch" (not training_iteration): a requeued SLURM job may report
+        # epochs in bursts, the epoch number stays the clock.
+        return ASHAScheduler(time_attr="epoch", metric=self.metric, mode=self.mode,
+                             grace_period=self.grace_period, max_t=self.max_t or max_epochs,
+                             reduction_factor=self.reduction_factor)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial needs. `cpus`/`gpus` are per task (process); `gpus` may be a
+    fraction on the local executor (Ray packs several small trials on one GPU); on
+    SLURM it is rounded up to whole GPUs. None: the site profile's default."""
+
+    cpus: float | None = None
+    gpus: float = 0.0
+    nodes: int = 1
+    tasks_per_node: int = 1
+    time_min: int | None = None
+    mem: str | None = None
+    threads: int | None = None
+
+    @property
+    def tasks(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+    @property
+    def torch_threads(self) -> int:
+        """Threads per process: never more than the CPUs it was given (oversubscription
+        collapses throughput: 2 processes x 2 threads on 2 cores ran 15x slower)."""
+        return self.threads or max(1, int(self.cpus or 1))
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A grid axis: labelled partial specs, in the order written."""
+
+    name: str
+    where: str
+    values: tuple[tuple[str, dict[str, Any], str], ...]  # (label, fields, YAML path)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a complete spec (minus searched fields) and its label."""
+
+    index: int
+    labels: tuple[tuple[str, str], ...]
+    spec: dict[str, Any]
+    generator: str | None = None
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{axis}={value}" for axis, value in self.labels) or "base"
+
+    @property
+    def synthetic(self) -> str | None:
+        return self.spec.get("synthetic")
+
+    def missing_synthetic(self) -> str | None:
+        """The synthetic set this cell waits for, when it does not exist yet."""
+        ref = self.synthetic
+        if not ref:
+            return None
+        store, _, group = ref.partition("#")
+        path = Path(store)
+        if not path.exists():
+            return ref
+        if path.is_dir() and group and not (path / group).exists():
+            return ref
+        return None
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    source: str
+    description: str
+    base: dict[str, Any]
+    axes: tuple[Axis, ...]
+    search: tuple[SearchParam, ...]
+    num_samples: int
+    scheduler: Scheduler
+    resources: Resources
+    results: str
+    max_failures: int
+    metric: str
+    mode: str
+    synthetic_root: str
+    synthetic_pattern: str
+    cells: tuple[Cell, ...] = field(default=())
+
+    @property
+    def searched_fields(self) -> tuple[str, ...]:
+        return tuple(p.field for p in self.search)
+
+    @property
+    def trials_per_cell(self) -> int:
+        size = self.num_samples
+        for p in self.search:
+            size *= p.grid_size
+        return size
+
+    def runnable_cells(self) -> list[Cell]:
+        return [c for c in self.cells if c.missing_synthetic() is None]
+
+    def waiting_cells(self) -> list[Cell]:
+        return [c for c in self.cells if c.missing_synthetic() is not None]
+
+    def specs(self) -> list[ExperimentSpec]:
+        """The specs of all cells (search fields at their base/default values)."""
+        return [ExperimentSpec.from_dict(c.spec, where=f"{self.source}: cell {c.index}") for c in self.cells]
+
+    def spec_for(self, cell_spec: Mapping[str, Any], sampled: Mapping[str, Any] | None = None) -> ExperimentSpec:
+        """A trial's spec: the cell's fields plus the values Tune sampled for it."""
+        data = dict(cell_spec)
+        for name, value in (sampled or {}).items():
+            data[name] = _normalise(name, value)
+        return ExperimentSpec.from_dict(data, where=f"{self.source}: trial")
+
+    @property
+    def max_epochs(self) -> int:
+        return max(int(c.spec.get("epochs", ExperimentSpec.__dataclass_fields__["epochs"].default))
+                   for c in self.cells) if self.cells else 1
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_study(path: str | Path) -> Study:
+    """Read, validate and expand a study file; MedaugError names the offending key."""
+    doc = Doc.load(path)
+    top = schema.mapping(doc, doc.data, "", allowed=TOP_KEYS, required=("name",))
+    name = schema.string(doc, top["name"], "name", pattern=NAME_PATTERN, what="a name of letters, digits, _ . -")
+    description = schema.optional_string(doc, top.get("description"), "description") or ""
+    results = schema.string(doc, top.get("results", f"results/{name}"), "results")
+    synthetic_cfg = schema.mapping(doc, top.get("synthetic"), "synthetic",
+                                   allowed=("root", "pattern", "strategy", "fraction"))
+    synthetic_root = schema.string(doc, synthetic_cfg.get("root", "synthetic"), "synthetic.root")
+    pattern = schema.string(doc, synthetic_cfg.get("pattern", DEFAULT_PATTERN), "synthetic.pattern")
+    _check_pattern(doc, pattern)
+    synthetic_root = str(Path(synthetic_root).expanduser().resolve())
+
+    # defaults of the `generator:` grid shorthand: {generator: G, strategy, fraction}
+    defaults = {k: synthetic_cfg[k] for k in ("strategy", "fraction") if k in synthetic_cfg}
+    if defaults:
+        _synthetic_request(doc, {"generator": "any", **defaults}, "synthetic")
+    base = _fields(doc, top.get("base"), "base")
+    axes = _axes(doc, top.get("grid"), "grid", defaults)
+    search, num_samples = _search(doc, top.get("search"), top.get("num_samples", 1), base, axes)
+    max_failures = schema.integer(doc, top.get("max_failures", 1), "max_failures", minimum=0)
+    metric = schema.string(doc, top.get("metric", "val_acc"), "metric")
+    if metric not in REPORTED_METRICS:
+        raise doc.error("metric", f"expected one of: {', '.join(REPORTED_METRICS)}")
+    mode = _mode(doc, top.get("mode", "min" if metric.endswith("loss") else "max"), "mode")
+    scheduler = _scheduler(doc, top.get("scheduler"), "scheduler", metric, mode)
+    resources = _resources(doc, top.get("resources"), "resources")
+
+    study = Study(name=name, source=doc.source, description=description, base=base, axes=axes, search=search,
+                  num_samples=num_samples, scheduler=scheduler, resources=resources, results=results,
+                  max_failures=max_failures, metric=metric, mode=mode, synthetic_root=synthetic_root,
+                  synthetic_pattern=pattern)
+    return dataclasses.replace(study, cells=_expand(doc, study))
+
+
+def _check_pattern(doc: Doc, pattern: str) -> None:
+    try:
+        pattern.format(root="r", dataset="d", size=28, generator="g", strategy="s", fraction="0.1")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise doc.error("synthetic.pattern", f"expected placeholders among {{root}} {{dataset}} {{size}} "
+                        f"{{generator}} {{strategy}} {{fraction}}; {exc!r}") from None
+
+
+def _mode(doc: Doc, value: Any, where: str) -> str:
+    if value not in ("max", "min"):
+        raise doc.error(where, f"expected max or min, got {value!r}")
+    return value
+
+
+# -- spec fields ----------------------------------------------------------------
+
+def check_field(doc: Doc, name: str, value: Any, where: str) -> Any:
+    """Check one ExperimentSpec field value (type, range, registered name); return it normalised."""
+    if name not in SPEC_FIELDS:
+        raise doc.error(where, f"unknown ExperimentSpec field{schema.did_you_mean(name, SPEC_FIELDS)}; "
+                        f"expected one of: {', '.join(SPEC_FIELDS)}")
+    if name == "synthetic":
+        return _synthetic_value(doc, value, where)
+    kind = _FIELD_KINDS[name]
+    if kind == "bool":
+        schema.boolean(doc, value, where)
+    elif kind == "int":
+        schema.integer(doc, value, where)
+    elif kind == "float":
+        value = schema.number(doc, value, where)
+    elif kind == "str":
+        schema.string(doc, value, where)
+    elif kind.startswith("tuple[float"):
+        value = [schema.number(doc, v, join(where, i)) for i, v in enumerate(schema.sequence(doc, value, where))]
+    value = _normalise(name, value)
+    try:  # ranges and cross-field rules live in ExperimentSpec itself
+        ExperimentSpec.from_dict({"dataset": "breastmnist", name: value})
+    except MedaugError as exc:
+        raise doc.error(where, _expected_part(str(exc), value)) from None
+    _check_name(doc, name, value, where)
+    return value
+
+
+def _normalise(name: str, value: Any) -> Any:
+    """YAML's 1 and 1.0 must give the same spec (and run_id) for float fields."""
+    kind = _FIELD_KINDS.get(name, "")
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind.startswith("tuple[") and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _expected_part(message: str, value: Any) -> str:
+    m = re.search(r"; (expected .*)$", message)
+    return f"{m.group(1)}, got {value!r}" if m else message
+
+
+def _check_name(doc: Doc, name: str, value: Any, where: str) -> None:
+    """Registered names: refuse an unknown dataset/classifier/augmentation now, not in a job."""
+    try:
+        if name == "dataset":
+            from medaug.data.medmnist import dataset_info
+
+            dataset_info(value)
+        elif name == "size":
+            from medaug.data.medmnist import check_size
+
+            check_size(value)
+        elif name == "classifier":
+            from medaug.classifiers import CLASSIFIERS
+
+            CLASSIFIERS.get(value)
+        elif name == "augmentation":
+            from medaug.augment import AUGMENTATIONS
+
+            AUGMENTATIONS.get(value)
+    except MedaugError as exc:
+        raise doc.error(where, str(exc)) from None
+
+
+def _synthetic_value(doc: Doc, value: Any, where: str) -> str | SyntheticRequest | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return schema.string(doc, value, where, what="STORE.zarr#GROUP")
+    if isinstance(value, Mapping):
+        return _synthetic_request(doc, value, where)
+    raise doc.error(where, "expected null, 'STORE.zarr#GROUP' or {generator, strategy, fraction}")
+
+
+def _synthetic_request(doc: Doc, value: Any, where: str) -> SyntheticRequest:
+    m = schema.mapping(doc, value, where, allowed=("generator", "strategy", "fraction"), required=("generator",))
+    generator = _generator_name(doc, m["generator"], join(where, "generator"))
+    strategy = schema.string(doc, m.get("strategy", "inverse-scarcity"), join(where, "strategy"),
+                             pattern=r"[a-z0-9][a-z0-9-]*", what="a strategy name (lowercase, digits, -)")
+    if strategy not in REQUEST_STRATEGIES:
+        raise doc.error(join(where, "strategy"), f"expected one of: {', '.join(REQUEST_STRATEGIES)} (other "
+                        "strategies: name the set itself as 'STORE.zarr#GROUP'), got {strategy!r}")
+    fraction: float | dict[str, float] | None = None
+    raw = m.get("fraction")
+    if isinstance(raw, Mapping):
+        fraction = {}
+        for ds, f in schema.mapping(doc, raw, join(where, "fraction")).items():
+            check_field(doc, "dataset", ds, join(join(where, "fraction"), ds))
+            fraction[ds] = _fraction(doc, f, join(join(where, "fraction"), ds))
+    elif raw is not None:
+        fraction = _fraction(doc, raw, join(where, "fraction"))
+    if strategy == "inverse-scarcity" and fraction is None:
+        raise doc.error(where, "strategy inverse-scarcity needs a fraction (number, or mapping dataset -> number)")
+    if strategy != "inverse-scarcity" and fraction is not None:
+        raise doc.error(join(where, "fraction"), f"strategy {strategy} takes no fraction")
+    return SyntheticRequest(generator=generator, strategy=strategy, fraction=fraction, where=where)
+
+
+def _fraction(doc: Doc, value: Any, where: str) -> float:
+    f = schema.number(doc, value, where, positive=True)
+    try:
+        from medaug.generators.strategies import check_fraction
+
+        check_fraction(f)
+    except ImportError:
+        pass
+    except MedaugError as exc:
+        raise doc.error(where, str(exc)) from None
+    return f
+
+
+def _generator_name(doc: Doc, value: Any, where: str) -> str:
+    """A generator name; it need not be registered yet (a cell waits for its synthetic
+    set, not for the generator): `unregistered_generators` lists those for a dry run."""
+    return schema.string(doc, value, where, pattern=r"[a-z0-9][a-z0-9-]*", what="a generator name")
+
+
+def unregistered_generators(study: Study) -> tuple[list[str], list[str]]:
+    """(generators the study names that this medaug does not register, the registered ones)."""
+    try:
+        from medaug.generators import GENERATORS
+
+        registered = GENERATORS.names()
+    except ImportError:
+        registered = []
+    named = sorted({c.generator for c in study.cells if c.generator})
+    return [g for g in named if g not in registered], registered
+
+
+def _fields(doc: Doc, value: Any, where: str) -> dict[str, Any]:
+    m = schema.mapping(doc, value, where)
+    return {k: check_field(doc, k, v, join(where, k)) for k, v in m.items()}
+
+
+# -- grid ----------------------------------------------------------------------
+
+def _axes(doc: Doc, value: Any, where: str, defaults: dict[str, Any]) -> tuple[Axis, ...]:
+    grid = schema.mapping(doc, value, where)
+    axes = []
+    for name, values in grid.items():
+        w = join(where, name)
+        if name == "generator":  # shorthand: generator: [null, cvae, cgan] + synthetic.strategy/fraction
+            items = []
+            for i, g in enumerate(schema.sequence(doc, values, w)):
+                if g is None:
+                    items.append(("none", {"synthetic": None}, join(w, i)))
+                else:
+                    req = _synthetic_request(doc, {"generator": g, **defaults}, join(w, i))
+                    req = dataclasses.replace(req, where="synthetic")
+                    items.append((req.generator, {"synthetic": req}, join(w, i)))
+            axes.append(Axis(name, w, tuple(items)))
+        elif name in SPEC_FIELDS:
+            items = []
+            for i, v in enumerate(schema.sequence(doc, values, w)):
+                checked = check_field(doc, name, v, join(w, i))
+                items.append((_label(checked), {name: checked}, join(w, i)))
+            axes.append(Axis(name, w, tuple(items)))
+        elif isinstance(values, Mapping):  # a named axis: label -> partial spec
+            if not re.fullmatch(NAME_PATTERN, name):
+                raise doc.error(w, "a named axis needs a name of letters, digits, _ . -")
+            items = []
+            for label, fields in schema.mapping(doc, values, w).items():
+                items.append((label, _fields(doc, fields, join(w, label)), join(w, label)))
+            if not items:
+                raise doc.error(w, "expected at least one labelled value")
+            axes.append(Axis(name, w, tuple(items)))
+        else:
+            raise doc.error(w, f"unknown ExperimentSpec field{schema.did_you_mean(name, SPEC_FIELDS)}; a grid "
+                            "axis is a spec field with a list of values, `generator`, or a named axis "
+                            "(a mapping label -> fields)")
+    return tuple(axes)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, SyntheticRequest):
+        return value.generator
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _expand(doc: Doc, study: Study) -> tuple[Cell, ...]:
+    """The grid's cells in order (first axis outermost); each validated as a whole spec."""
+    cells = []
+    seen: dict[str, int] = {}
+    for index, combo in enumerate(itertools.product(*(axis.values for axis in study.axes))):
+        data = dict(study.base)
+        labels = []
+        generator = None
+        for axis, (label, fields, _where) in zip(study.axes, combo):
+            data.update(fields)
+            labels.append((axis.name, label))
+        where = " / ".join(w for _, _, w in combo) or "base"
+        if "dataset" not in data:
+            raise doc.error("base", "no dataset: set base.dataset or make dataset a grid axis")
+        request = data.get("synthetic")
+        if isinstance(request, SyntheticRequest):
+            if isinstance(request.fraction, dict) and data["dataset"] not in request.fraction:
+                raise doc.error(join(request.where, "fraction"), f"no fraction for dataset {data['dataset']!r}")
+            generator = request.generator
+            data["synthetic"] = request.resolve(data["dataset"], int(data.get("size", 28)), study.synthetic_root,
+                                                study.synthetic_pattern)
+        try:
+            spec = ExperimentSpec.from_dict(data, where=where)
+        except MedaugError as exc:
+            raise doc.error("", f"cell {index} ({where}): {exc}") from None
+        if spec.run_id in seen and not study.search:
+            raise doc.error("grid", f"cells {seen[spec.run_id]} and {index} are the same experiment ({where})")
+        seen[spec.run_id] = index
+        cells.append(Cell(index=index, labels=tuple(labels), spec=spec_dict(spec, drop=study.searched_fields),
+                          generator=generator))
+    return tuple(cells)
+
+
+def spec_dict(spec: ExperimentSpec, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {k: v for k, v in spec.to_dict().items() if k not in drop}
+
+
+# -- search, scheduler, resources -------------------------------------------------
+
+def _search(doc: Doc, value: Any, num_samples: Any, base: dict[str, Any],
+            axes: tuple[Axis, ...]) -> tuple[tuple[SearchParam, ...], int]:
+    params = []
+    axis_fields = {k for axis in axes for _, fields, _ in axis.values for k in fields}
+    for name, raw in schema.mapping(doc, value, "search").items():
+        w = join("search", name)
+        if name not in SPEC_FIELDS:
+            raise doc.error(w, f"unknown ExperimentSpec field{schema.did_you_mean(name, SPEC_FIELDS)}")
+        if name in axis_fields or name in base:
+            raise doc.error(w, f"{name!r} is also set in {'grid' if name in axis_fields else 'base'}; "
+                            "a field is either fixed, a grid axis, or searched")
+        m = schema.mapping(doc, raw, w, allowed=SEARCH_KINDS)
+        if len(m) != 1:
+            raise doc.error(w, f"expected exactly one of: {', '.join(SEARCH_KINDS)}")
+        kind, args = next(iter(m.items()))
+        wk = join(w, kind)
+        values = schema.sequence(doc, args, wk)
+        if kind in ("choice", "grid"):
+            checked = tuple(check_field(doc, name, v, join(wk, i)) for i, v in enumerate(values))
+        else:
+            if len(values) != 2:
+                raise doc.error(wk, "expected [low, high]")
+            int_field = _FIELD_KINDS[name] == "int"
+            if kind == "randint":
+                if not int_field:
+                    raise doc.error(wk, f"randint gives integers; {name!r} is not an integer field")
+                lo, hi = (schema.integer(doc, v, join(wk, i)) for i, v in enumerate(values))
+            else:
+                if int_field or _FIELD_KINDS[name] != "float":
+                    raise doc.error(wk, f"{kind} gives real numbers; use choice, grid or randint for {name!r}")
+                lo, hi = (schema.number(doc, v, join(wk, i)) for i, v in enumerate(values))
+                if kind == "loguniform" and lo <= 0:
+                    raise doc.error(join(wk, 0), "loguniform needs low > 0")
+            if not lo < hi:
+                raise doc.error(wk, f"expected low < high, got [{lo}, {hi}]")
+            check_field(doc, name, lo, join(wk, 0))
+            check_field(doc, name, hi, join(wk, 1))
+            checked = (lo, hi)
+        params.append(SearchParam(name, kind, checked))
+    samples = schema.integer(doc, num_samples, "num_samples", minimum=1)
+    return tuple(params), samples
+
+
+def _scheduler(doc: Doc, value: Any, where: str, metric: str, mode: str) -> Scheduler:
+    if value is None:
+        return Scheduler(metric=metric, mode=mode)
+    if isinstance(value, str):
+        value = {"type": value}
+    m = schema.mapping(doc, value, where, allowed=("type", "metric", "mode", "grace_period", "max_t",
+                                                   "reduction_factor"))
+    kind = m.get("type", "fifo")
+    if kind not in SCHEDULERS:
+        raise doc.error(join(where, "type"), f"expected one of: {', '.join(SCHEDULERS)}, got {kind!r}")
+    if kind == "fifo" and set(m) - {"type"}:
+        raise doc.error(join(where, sorted(set(m) - {"type"})[0]), "only ASHA takes this setting")
+    s_metric = schema.string(doc, m.get("metric", metric), join(where, "metric"))
+    if s_metric not in REPORTED_METRICS:
+        raise doc.error(join(where, "metric"), f"expected one of: {', '.join(REPORTED_METRICS)}")
+    s_mode = _mode(doc, m.get("mode", mode if s_metric == metric else
+                                 ("min" if s_metric.endswith("loss") else "max")), join(where, "mode"))
+    grace = schema.integer(doc, m.get("grace_period", 1), join(where, "grace_period"), minimum=1)
+    max_t = m.get("max_t")
+    if max_t is not None:
+        max_t = schema.integer(doc, max_t, join(where, "max_t"), minimum=1)
+        if max_t < grace:
+            raise doc.error(join(where, "max_t"), f"expected max_t >= grace_period ({grace})")
+    rf = schema.number(doc, m.get("reduction_factor", 2), join(where, "reduction_factor"))
+    if rf <= 1:
+        raise doc.error(join(where, "reduction_factor"), "expected a number > 1")
+    return Scheduler(kind=kind, metric=s_metric, mode=s_mode, grace_period=grace, max_t=max_t, reduction_factor=rf)
+
+
+def _resources(doc: Doc, value: Any, where: str) -> Resources:
+    m = schema.mapping(doc, value, where, allowed=("cpus", "gpus", "nodes", "tasks_per_node", "time", "mem",
+                                                   "threads"))
+    cpus = schema.number(doc, m["cpus"], join(where, "cpus"), positive=True) if "cpus" in m else None
+    gpus = schema.number(doc, m.get("gpus", 0), join(where, "gpus"), minimum=0)
+    nodes = schema.integer(doc, m.get("nodes", 1), join(where, "nodes"), minimum=1)
+    tasks = schema.integer(doc, m.get("tasks_per_node", 1), join(where, "tasks_per_node"), minimum=1)
+    time_min = schema.minutes(doc, m["time"], join(where, "time")) if "time" in m else None
+    mem = schema.memory(doc, m["mem"], join(where, "mem")) if "mem" in m else None
+    threads = schema.integer(doc, m["threads"], join(where, "threads"), minimum=1) if "threads" in m else None
+    if gpus > 1 and gpus != int(gpus):
+        raise doc.error(join(where, "gpus"), f"expected a fraction below 1 or a whole number, got {gpus}")
+    return Resources(cpus=cpus, gpus=gpus, nodes=nodes, tasks_per_node=tasks, time_min=time_min, mem=mem,
+                     threads=threads)
