@@ -14,7 +14,7 @@ NAMES = ["cnn", "fricker-cnn", "resnet18", "resnet50"]
 
 
 def test_registry_holds_the_seed_classifiers():
-    assert CLASSIFIERS.names() == sorted(NAMES)
+    assert set(NAMES) <= set(CLASSIFIERS.names())
 
 
 def test_cnn_has_seed_000_parameter_count():

@@ -57,6 +57,13 @@ def test_shipped_studies_expand_as_documented():
     assert "lr" not in asha.cells[0].spec  # searched fields come from Tune
 
 
+def test_with_fields_overrides_every_cell():
+    qs = load_study(REPO / "sweeps" / "quickstart.yaml").with_fields(epochs=2)
+    assert {c.spec["epochs"] for c in qs.cells} == {2} and len(qs.cells) == 12
+    with pytest.raises(MedaugError, match="epochs"):
+        load_study(REPO / "sweeps" / "quickstart.yaml").with_fields(epochs=0)
+
+
 def test_grid_order_named_axes_and_generator_shorthand(tmp_path):
     s = study(tmp_path, f"""
 name: t

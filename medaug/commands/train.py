@@ -11,7 +11,6 @@ from medaug.experiment import OPTIMIZERS, SCHEDULES, SELECT_METRICS, ExperimentS
 
 QUICKSTART_CONFIGS = (("none", False), ("none", True), ("sharpness-contrast-flip", False),
                       ("sharpness-contrast-flip", True))
-QUICKSTART_SEEDS = (0, 1, 2)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +43,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "CNN and print mean +- std test ACC and AUC per configuration.")
     q.add_argument("--out", type=Path, default=Path("quickstart-results"))
     q.add_argument("--epochs", type=int, default=20)
-    q.add_argument("--overwrite", action="store_true")
     add_data_options(q)
     add_run_options(q)
     q.set_defaults(handler=quickstart_command)
@@ -90,22 +88,28 @@ def quickstart_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def quickstart_command(args: argparse.Namespace) -> int:
-    from medaug.store.results import result_path, read_results
+QUICKSTART_STUDY = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.yaml"
 
-    rows = []
-    for aug, wrs in QUICKSTART_CONFIGS:
-        for seed in QUICKSTART_SEEDS:
-            spec = ExperimentSpec(dataset="breastmnist", augmentation=aug, wrs=wrs, seed=seed, epochs=args.epochs)
-            existing = result_path(args.out, spec.run_id)
-            if existing.exists() and not args.overwrite:
-                rows.append(read_results(existing).iloc[0].to_dict())
-                print(f"{spec.run_id}: already finished, reusing {existing}", file=sys.stderr)
-                continue
-            row = run(spec, args.out, data_root=args.data_root, device=args.device, quiet=args.quiet,
-                      overwrite=args.overwrite, download=args.download, verify_md5=args.verify_md5)
-            print(summary_line(row), file=sys.stderr)
-            rows.append(row)
+
+def quickstart_command(args: argparse.Namespace) -> int:
+    """`medaug sweep sweeps/quickstart.yaml` on the local executor, then seed 000's table."""
+    from medaug.errors import MedaugError
+    from medaug.sweep import run_study
+    from medaug.sweep.study import load_study
+
+    if not QUICKSTART_STUDY.is_file():
+        raise MedaugError(f"{QUICKSTART_STUDY}: quickstart study not found (install medaug from its source tree)")
+    study = load_study(QUICKSTART_STUDY).with_fields(epochs=args.epochs)
+    if args.download:  # fetch the npz once, before the trials look for it
+        from medaug.data.medmnist import load_medmnist
+
+        load_medmnist("breastmnist", root=args.data_root, download_missing=True)
+    outcome = run_study(study, "local", out=args.out, data_root=args.data_root, device=args.device,
+                        verify_md5=args.verify_md5, resume=True,
+                        progress=not args.quiet, stream=sys.stderr)
+    rows = [r for r in outcome.rows.to_dict("records") if r.get("status") == "finished"]
     print(quickstart_table(rows))
-    print(f"results: {Path(args.out) / 'results'}")
-    return 0
+    print(f"{outcome.finished} finished, {outcome.failed} failed")
+    print(f"results: {outcome.results_dir}")
+    print(f"Ray experiment: {outcome.experiment_path}")
+    return 0 if outcome.failed == 0 else 1

@@ -262,6 +262,16 @@ class Study:
             data[name] = _normalise(name, value)
         return ExperimentSpec.from_dict(data, where=f"{self.source}: trial")
 
+    def with_fields(self, **changes: Any) -> Study:
+        """The same study with some spec fields fixed in every cell (e.g. `medaug quickstart
+        --epochs 2`); each changed cell is validated as a whole spec again."""
+        cells = []
+        for c in self.cells:
+            data = {**c.spec, **{k: _normalise(k, v) for k, v in changes.items()}}
+            spec = ExperimentSpec.from_dict(data, where=f"{self.source}: cell {c.index}")
+            cells.append(dataclasses.replace(c, spec=spec_dict(spec, drop=self.searched_fields)))
+        return dataclasses.replace(self, base={**self.base, **changes}, cells=tuple(cells))
+
     @property
     def max_epochs(self) -> int:
         return max(int(c.spec.get("epochs", ExperimentSpec.__dataclass_fields__["epochs"].default))
