@@ -9,7 +9,6 @@ hashed once, not once per run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -19,6 +18,7 @@ import numpy as np
 
 from medaug.data.imageset import TASKS, DatasetSplits, ImageSet
 from medaug.errors import MedaugError
+from medaug.hashing import file_digest
 
 DATA_ROOT_ENV = "MEDAUG_DATA_ROOT"
 SIZES = (28, 64, 128, 224)
@@ -80,11 +80,7 @@ def _md5_cache_path() -> Path:
 
 
 def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def verify_md5(path: Path, expected: str) -> str:

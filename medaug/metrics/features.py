@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from medaug.errors import MedaugError
+from medaug.hashing import file_digest
 
 BATCH = 256
 INCEPTION_SIZE = 299
@@ -113,11 +114,7 @@ class ClassifierFeatures(FeatureExtractor):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def load_inception(weights: str | Path) -> nn.Module:
