@@ -195,7 +195,8 @@ class Generator(ABC):
     defaults: ClassVar[Mapping[str, Any]] = {}
     sizes: ClassVar[tuple[int, ...]] = SIZES  # image sizes this generator accepts
 
-    def __init__(self, channels: int, size: int, num_classes: int, config: GeneratorConfig | Mapping[str, Any] | None = None,
+    def __init__(self, channels: int, size: int, num_classes: int,
+                 config: GeneratorConfig | Mapping[str, Any] | None = None,
                  device: torch.device | str | None = "cpu") -> None:
         if channels not in (1, 3):
             raise MedaugError(f"{self.name}: channels = {channels}; expected 1 or 3")
@@ -228,11 +229,13 @@ class Generator(ABC):
     # -- construction ---------------------------------------------------------------
 
     @classmethod
-    def make_config(cls, config: GeneratorConfig | Mapping[str, Any] | None = None, **overrides: Any) -> GeneratorConfig:
+    def make_config(cls, config: GeneratorConfig | Mapping[str, Any] | None = None,
+                    **overrides: Any) -> GeneratorConfig:
         """This generator's config: its defaults, then `config`, then `overrides`."""
         if isinstance(config, GeneratorConfig):
             if not isinstance(config, cls.config_class):
-                raise MedaugError(f"{cls.name}: config is a {type(config).__name__}; expected {cls.config_class.__name__}")
+                raise MedaugError(f"{cls.name}: config is a {type(config).__name__}; "
+                                  f"expected {cls.config_class.__name__}")
             values = config.to_dict()
         else:
             values = {**cls.defaults, **dict(config or {})}
@@ -440,7 +443,8 @@ def read_checkpoint_meta(ckpt_dir: str | Path) -> dict[str, Any]:
     if meta["format"] != FORMAT_VERSION:
         raise MedaugError(f"{path}: checkpoint format {meta['format']}; this medaug reads format {FORMAT_VERSION}")
     if meta["name"] not in GENERATORS:
-        raise MedaugError(f"{path}: unknown generator {meta['name']!r}; expected one of: {', '.join(GENERATORS.names())}")
+        raise MedaugError(f"{path}: unknown generator {meta['name']!r}; "
+                          f"expected one of: {', '.join(GENERATORS.names())}")
     return meta
 
 
@@ -450,7 +454,8 @@ def read_checkpoint_state(ckpt_dir: Path, meta: Mapping[str, Any], device: torch
     if not path.is_file():
         raise MedaugError(f"{ckpt_dir}: checkpoint has no {STATE_FILE}")
     if sha256_file(path) != meta["state_sha256"]:
-        raise MedaugError(f"{path}: sha256 differs from {META_FILE} (corrupted, truncated or interrupted while writing)")
+        raise MedaugError(f"{path}: sha256 differs from {META_FILE} "
+                          "(corrupted, truncated or interrupted while writing)")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file

@@ -65,7 +65,8 @@ def _add_fit(group: argparse._SubParsersAction) -> None:
                          description="Train a generator on the TRAIN split (val only for early stopping); "
                                      "checkpoints every epoch in OUT/checkpoint, loss tables and figures in OUT.")
     p.add_argument("--dataset", required=True, help="MedMNIST 2D data set, e.g. breastmnist")
-    p.add_argument("--generator", required=True, help="cvae, jvae, cgan, dcgan, cwgan-gp, vaegan (see `generator list`)")
+    p.add_argument("--generator", required=True,
+                   help="cvae, jvae, cgan, dcgan, cwgan-gp, vaegan, ... (see `medaug generator list`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoint/, losses_*.csv, *.png)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the generator's)")
     p.add_argument("--seed", type=int, default=0, help="seed of initial weights and every random draw (default 0)")

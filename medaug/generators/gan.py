@@ -6,7 +6,10 @@ batch and as many fakes with the same labels, then, every `n_critic` steps, a
 generator step. They work at 32 px (64 px data at 64): 28 px images are padded with
 black borders to 32 going in and the centre 28 x 28 is cut out of every generated
 image coming out (seed 000 resized 28 -> 32 -> 28 for TorchFusion instead; padding
-and cropping are exact, with no interpolation blur).
+and cropping are exact, with no interpolation blur). Weights start as in Radford et
+al. (N(0, 0.02)), except the spectrally normalised cGAN discriminator (PyTorch's init).
+Projection embeddings start at N(0, 0.02) (nn.Embedding's N(0, 1) gives scores of
+size sqrt(features) and a discriminator that saturates at once).
 """
 
 from __future__ import annotations

@@ -80,7 +80,10 @@ def _decoder_head(c: int, out_channels: int, size: int) -> nn.Sequential:
 
 
 class ConvDecoder(nn.Module):
-    """Latent (+ one-hot label) -> image: Linear -> 512 x 2 x 2 -> 4 transposed convs -> 32 x 32 -> head (seed 000 Figs. 19, 22)."""
+    """Latent (+ one-hot label) -> image (seed 000 Figs. 19, 22).
+
+    Linear -> 512 x 2 x 2 -> four transposed convs -> 32 x 32 -> output block to the size.
+    """
 
     def __init__(self, in_features: int, out_channels: int, size: int, width: float = 1.0,
                  widths: tuple[int, ...] = (512, 256, 128, 64, 32)) -> None:

@@ -36,7 +36,14 @@ import torch
 from medaug.data.imageset import ImageSet
 from medaug.errors import MedaugError
 from medaug.generators import distributed as ddp
-from medaug.generators.base import CHECKPOINT_DIR, META_FILE, Generator, read_checkpoint_meta, read_checkpoint_state, to_float
+from medaug.generators.base import (
+    CHECKPOINT_DIR,
+    META_FILE,
+    Generator,
+    read_checkpoint_meta,
+    read_checkpoint_state,
+    to_float,
+)
 from medaug.store.atomic import atomic_write_text
 
 STEPS_FILE = "losses_steps.csv"
