@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from medaug.cli import main
+from sweep_helpers import tiny_data  # noqa: F401  (fixture: the data the 2-node SLURM DDP test uses)
 
 
 def test_train_prints_one_line_and_writes_the_row(tiny_root: Path, tmp_path: Path, capsys) -> None:
@@ -21,6 +22,32 @@ def test_train_prints_one_line_and_writes_the_row(tiny_root: Path, tmp_path: Pat
     assert len(out) == 1 and "test ACC" in out[0] and "AUC" in out[0]
     df = pd.read_parquet(tmp_path / "results")
     assert df.loc[0, "wrs"] and df.loc[0, "seed"] == 3 and df.loc[0, "augmentation"] == "sharpness-contrast-flip"
+
+
+def test_train_under_torchrun_is_data_parallel_and_matches_one_process(tiny_data: Path, tmp_path: Path) -> None:  # noqa: F811
+    """`torchrun --nproc_per_node 2 medaug train`: two gloo ranks, each training its half of
+    the global batch of 16; one summary line and one row (rank 0). Tolerances as in the
+    2-node SLURM test (BatchNorm sees each rank's half batch, so not bit-identical)."""
+    import os
+
+    args = ["train", "--dataset", "breastmnist", "--epochs", "3", "--batch-size", "16", "--lr", "0.1",
+            "--data-root", str(tiny_data), "--no-verify-md5", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "medaug.cli", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "medaug.cli", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr
+    assert len(two.stdout.strip().splitlines()) == 1 and "test ACC" in two.stdout
+    ref = pd.read_parquet(tmp_path / "one" / "results").iloc[0]
+    got = pd.read_parquet(tmp_path / "two" / "results").iloc[0]
+    assert (ref.world_size, got.world_size) == (1, 2) and got.run_id == ref.run_id
+    for g, r in zip(got.history, ref.history, strict=True):
+        assert abs(g["val_acc"] - r["val_acc"]) <= 0.1 + 1e-9, (g, r)
+        assert abs(g["train_loss"] - r["train_loss"]) <= 0.1 * r["train_loss"] + 0.01, (g, r)
+    assert abs(got.test_acc - ref.test_acc) <= 0.05
 
 
 @pytest.mark.parametrize(("args", "message"), [

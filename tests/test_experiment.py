@@ -95,6 +95,10 @@ def test_progress_log_has_one_line_per_epoch(tiny_root: Path, tmp_path: Path) ->
     run(spec, tmp_path, data_root=tiny_root, verify_md5=False, on_epoch=seen.append)
     lines = (run_dir(tmp_path, spec) / "progress.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2] == [s["epoch"] for s in seen]
+    # training again from epoch 1 (here: --overwrite) starts the log afresh, no duplicate epochs
+    run(spec, tmp_path, data_root=tiny_root, verify_md5=False, overwrite=True)
+    lines = (run_dir(tmp_path, spec) / "progress.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
 
 
 def test_same_seed_same_numbers_on_cpu(tiny_root: Path, tmp_path: Path) -> None:

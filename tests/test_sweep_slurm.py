@@ -53,9 +53,9 @@ def reference_row(tiny_data, tmp_path_factory) -> dict:  # noqa: F811
         torch.set_num_threads(threads)
 
 
-def _submit(tmp: Path, tiny: Path, resources: Resources, **env: str):
+def _submit(tmp: Path, tiny: Path, resources: Resources, site_changes: dict | None = None, **env: str):
     site = load_site("localhost")
-    site = dataclasses.replace(site, env={**site.env, **env})
+    site = dataclasses.replace(site, env={**site.env, **env}, **(site_changes or {}))
     opts = RunOptions(out=str(tmp / "out"), study="direct", data_root=str(tiny), verify_md5=False, threads=1)
     executor = make_executor(tmp / "out" / "slurm" / "sub", site, resources, "medaug-direct")
     job = executor.submit(SlurmExperiment(SPEC.to_dict(), opts.to_dict(), "t0"))
@@ -165,6 +165,50 @@ resources: {cpus: 1, time: 10, mem: 500M}
     assert all(jobs[j][1] == "CANCELLED" for j in stopped.slurm_job_id)
     assert (stopped.slurm_state == "CANCELLED").all()
     assert outcome.stopped == len(stopped)
+
+
+def _release_requeued(job) -> None:
+    """Wait for `job` to end, starting it again at once each time it is requeued (SLURM
+    holds a requeued job ~2 minutes before it is eligible; a test need not wait)."""
+    while not job.done():
+        if job_status(job.job_id)[0] == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], capture_output=True)
+        time.sleep(2)
+
+
+def test_job_reaching_its_time_limit_is_requeued_and_ends_like_an_uninterrupted_run(  # noqa: F811
+        tmp_path, slurm_cluster, tiny_data, reference_row):
+    """A real time limit, no signal sent by hand: a 3-minute job whose epochs (paused
+    40 s each) need ~130 s, with USR2 asked for 90 s before the end. SLURM sends it up
+    to 60 s early (its documented resolution), so it comes 30-90 s into the job, after
+    at least one saved epoch; submitit checkpoints and requeues it as a time-out; the
+    requeued job resumes (and may time out once more before it finishes)."""
+    job, opts = _submit(tmp_path, tiny_data, Resources(cpus=1, time_min=3), {"signal_delay_s": 90},
+                        MEDAUG_EPOCH_PAUSE_S="40")
+    _release_requeued(job)
+    assert job.result()["status"] == "finished"
+    row = read_row(result_path(opts.out, SPEC.run_id))
+    log = next((tmp_path / "out" / "slurm" / "sub").glob("*_0_log.err")).read_text()
+    timeouts = log.count("this job is timed-out")
+    assert row["requeues"] == timeouts >= 1 and "preempted" not in log and row["slurm_job_id"] == job.job_id
+    assert _history(row) == _history(reference_row)  # bit-identical on CPU
+    for key in ("best_epoch", "val_acc", "val_auc", "test_acc", "test_auc", "test_confusion"):
+        assert row[key] == reference_row[key], key
+
+
+def test_job_past_its_timeout_requeue_limit_ends_unfinished_and_keeps_its_state(  # noqa: F811
+        tmp_path, slurm_cluster, tiny_data):
+    """max_num_timeout 0: the first time-out is the last. submitit ends the job without
+    a requeue; no result row is written, and the epochs saved so far stay on disk for a
+    later `--resume`."""
+    import submitit
+
+    job, opts = _submit(tmp_path, tiny_data, Resources(cpus=1, time_min=3),
+                        {"signal_delay_s": 90, "max_num_timeout": 0}, MEDAUG_EPOCH_PAUSE_S="40")
+    with pytest.raises(submitit.core.utils.UncompletedJobError, match="timed-out too many times"):
+        job.result()
+    assert not result_path(opts.out, SPEC.run_id).exists()
+    assert (tmp_path / "out" / "runs" / SPEC.run_id / "state.pt").is_file()
 
 
 def _driver(study: Path, out: Path, tiny: Path, site: Path, *extra: str) -> subprocess.Popen:

@@ -63,10 +63,20 @@ def summary_line(row: dict) -> str:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    """One experiment; data-parallel when launched by torchrun or as a multi-task SLURM
+    step (each rank trains its slice of the global batch; rank 0 writes and prints)."""
+    from medaug.train.distributed import cleanup_distributed, init_distributed
+
     spec = _spec_from_args(args)
-    row = run(spec, args.out, data_root=args.data_root, device=args.device, quiet=args.quiet,
-              overwrite=args.overwrite, download=args.download, verify_md5=args.verify_md5)
-    print(summary_line(row))
+    info = init_distributed()
+    try:
+        device = args.device if args.device not in (None, "auto") or not info.distributed else info.device()
+        row = run(spec, args.out, data_root=args.data_root, device=device, quiet=args.quiet or info.rank != 0,
+                  overwrite=args.overwrite, download=args.download, verify_md5=args.verify_md5)
+    finally:
+        cleanup_distributed()
+    if info.rank == 0:
+        print(summary_line(row))
     return 0
 
 

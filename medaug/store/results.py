@@ -8,6 +8,7 @@ DuckDB's `read_parquet('folder/**/*.parquet')` read the folder as one table.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ HISTORY_TYPE = pa.struct([
 COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("run_id", pa.string(), "stable id derived from the spec"),
     ("schema_version", pa.int32(), "version of this schema"),
-    ("status", pa.string(), "finished | failed"),
+    ("status", pa.string(), "finished | failed (raised past max_failures) | stopped (cut early by ASHA)"),
     ("error", pa.string(), "error message of a failed run"),
     # --- the spec ---
     ("dataset", pa.string(), ""),
@@ -55,6 +56,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("seed", pa.int64(), ""),
     ("select_metric", pa.string(), "acc | auc: how the best epoch is chosen"),
     ("freeze_epochs", pa.int32(), "epochs with a frozen backbone (transfer classifiers)"),
+    ("data_options", pa.string(), "the data source's options, canonical JSON (COVID: test_per_class, val_fraction, "
+                                  "split_seed); null for sources without options (MedMNIST)"),
     ("spec_json", pa.string(), "the whole spec, canonical JSON"),
     # --- data ---
     ("task", pa.string(), "medmnist task type"),
@@ -68,6 +71,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("test_hash", pa.string(), ""),
     ("test_files", pa.list_(pa.string()), "held-out test files, for file-based data sets (COVID)"),
     ("n_skipped", pa.int64(), "source images skipped (e.g. missing lung mask)"),
+    ("data_provenance", pa.string(), "JSON: how a file-based source made its splits (COVID: classes, test/val "
+                                     "counts per class, split seed, skipped files, source file-list hash)"),
     ("synthetic_id", pa.string(), "content hash of the synthetic set"),
     ("synthetic_provenance", pa.string(), "JSON provenance of the synthetic set"),
     # --- metrics of the selected (best-validation) weights ---
@@ -106,6 +111,9 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("requeues", pa.int32(), ""),
 ]
 
+#: Columns holding JSON text; a mapping given for one is written as canonical JSON (empty: null).
+JSON_COLUMNS = ("data_options",)
+
 SCHEMA = pa.schema([pa.field(name, typ, metadata={"doc": doc} if doc else None) for name, typ, doc in COLUMNS])
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
 
@@ -120,6 +128,9 @@ def write_row(row: dict[str, Any], out_dir: str | Path) -> Path:
     if unknown:
         raise ValueError(f"result row has columns not in the schema: {sorted(unknown)}")
     full = {name: row.get(name) for name in COLUMN_NAMES}
+    for name in JSON_COLUMNS:
+        if isinstance(full[name], dict):
+            full[name] = json.dumps(full[name], sort_keys=True, separators=(",", ":")) if full[name] else None
     full["schema_version"] = SCHEMA_VERSION
     table = pa.Table.from_pylist([full], schema=SCHEMA)
     path = result_path(out_dir, row["run_id"])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medaug.sweep.trial import (RunOptions, epoch_report, final_report, finished_row, has_row, replay_reports,
-                                set_threads)
+from medaug.sweep.trial import (RunOptions, epoch_pause, epoch_report, final_report, finished_row, has_row,
+                                replay_reports, set_threads)
 
 
 def trial_spec(config: dict[str, Any]):
@@ -46,7 +46,7 @@ def local_trainable(config: dict[str, Any], options: dict[str, Any]) -> None:
     row = run(spec, opts.out, data_root=opts.data_root, device=opts.device, quiet=True,
               overwrite=has_row(opts, spec),  # only a failed/stopped row can be there: replace it
               verify_md5=opts.verify_md5, context=context,
-              on_epoch=lambda record: tune.report(epoch_report(record, spec.run_id)))
+              on_epoch=epoch_pause(lambda record: tune.report(epoch_report(record, spec.run_id))))
     final = final_report(row)
     final["ray_node_id"] = ray_node_id()
     tune.report(final)

@@ -37,13 +37,12 @@ import submitit
 from medaug.store.atomic import atomic_write_text
 from medaug.sweep.site import SiteProfile
 from medaug.sweep.study import Resources
-from medaug.sweep.trial import (RunOptions, epoch_report, final_report, finished_row, has_row, progress_path,
-                                replay_reports, set_threads, update_row)
+from medaug.sweep.trial import (RunOptions, epoch_pause, epoch_report, final_report, finished_row, has_row,
+                                progress_path, replay_reports, set_threads, update_row)
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                  "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "PREEMPTED")
 RECORD = "job.json"
-PAUSE_ENV = "MEDAUG_EPOCH_PAUSE_S"
 
 
 # ============================================================================ in the job
@@ -71,7 +70,7 @@ class SlurmExperiment(submitit.helpers.Checkpointable):
             device = opts.device if opts.device not in (None, "auto") else info.device()
             row = run(spec, opts.out, data_root=opts.data_root, device=device, quiet=True,
                       overwrite=has_row(opts, spec), verify_md5=opts.verify_md5,
-                      context=job_context(opts, self.trial_id), on_epoch=_epoch_pause())
+                      context=job_context(opts, self.trial_id), on_epoch=epoch_pause())
             return _summary(row)
         finally:
             cleanup_distributed()
@@ -80,16 +79,6 @@ class SlurmExperiment(submitit.helpers.Checkpointable):
         """Called by submitit on USR2: the state is already on disk (saved each epoch), so
         the requeued job simply runs this experiment again and `run` resumes it."""
         return submitit.helpers.DelayedSubmission(SlurmExperiment(self.spec, self.options, self.trial_id))
-
-
-def _epoch_pause():
-    """Test affordance: MEDAUG_EPOCH_PAUSE_S=N (set through a site profile's `env`) pauses
-    N seconds after each saved epoch, so a test can deliver a signal mid-run or let
-    ASHA stop a trial before it ends. Unset in real use."""
-    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-    if pause <= 0:
-        return None
-    return lambda _record: time.sleep(pause)
 
 
 def job_context(opts: RunOptions, trial_id: str | None) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from medaug.experiment import ExperimentSpec
 from medaug.store.results import COLUMN_NAMES, result_path, write_row
 
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "lr", "seconds")
+PAUSE_ENV = "MEDAUG_EPOCH_PAUSE_S"
 FINAL_KEYS = ("best_epoch", "val_acc", "val_auc", "test_acc", "test_auc", "test_balanced_acc", "test_macro_f1",
               "wall_seconds", "train_images_per_s")
 
@@ -54,6 +56,26 @@ def set_threads(n: int) -> None:
         torch.set_num_interop_threads(max(1, min(n, 2)))
     except RuntimeError:  # already set once in this process (a reused Ray actor)
         pass
+
+
+def epoch_pause(report: Callable[[dict[str, Any]], None] | None = None
+                ) -> Callable[[dict[str, Any]], None] | None:
+    """`report`, followed by a pause when MEDAUG_EPOCH_PAUSE_S=N is set.
+
+    A test affordance (set through the environment or a site profile's `env`): N seconds
+    after each saved epoch, so that a test can signal or kill a run mid-way or let ASHA
+    stop a trial before it ends. Unset in real use, where this returns `report` itself.
+    """
+    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+    if pause <= 0:
+        return report
+
+    def report_then_pause(record: dict[str, Any]) -> None:
+        if report is not None:
+            report(record)
+        time.sleep(pause)
+
+    return report_then_pause
 
 
 def run_dir(opts: RunOptions, spec: ExperimentSpec) -> Path:
