@@ -18,6 +18,7 @@ from medaug.errors import MedaugError
 COMMAND_MODULES = (
     "medaug.commands.train",
     "medaug.commands.data",
+    "medaug.data.covid_commands",
     "medaug.generators.commands",
     "medaug.generators.eval_commands",
     "medaug.generators.synth_commands",

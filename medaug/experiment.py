@@ -14,8 +14,8 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -43,7 +43,17 @@ class ExperimentSpec:
     `synthetic` names a synthetic set as "STORE.zarr#GROUP" (None: real data only).
     `milestones` are fractions of `epochs` where a multistep schedule divides the
     learning rate by 10. `freeze_epochs` (transfer classifiers only) trains just the
-    new head for that many epochs before the whole network.
+    new head for that many epochs before the whole network. `pretrained` (transfer
+    classifiers only): true requires ImageNet weights (a run without them is refused
+    before anything is written, never silently trained from scratch), false trains
+    from random weights even when weights are configured, null uses them when present;
+    the row's `classifier_weights` says which file a run started from.
+
+    `data_options` are the data source's own options (medaug/data/sources.py), e.g.
+    `{"test_per_class": 200}` for the COVID sets (seed 003's held-out 200 + 200): they
+    are validated by the source, completed with its defaults, and enter the run_id, so
+    runs on different test sets never share one. Sources without options (MedMNIST)
+    keep an empty mapping, which leaves their canonical JSON and run_id unchanged.
     """
 
     dataset: str
@@ -63,6 +73,8 @@ class ExperimentSpec:
     seed: int = 0
     select_metric: str = "acc"
     freeze_epochs: int = 0
+    data_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    pretrained: bool | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> MedaugError:
@@ -95,6 +107,9 @@ class ExperimentSpec:
             raise bad("freeze_epochs", "an integer in [0, epochs): epochs with a frozen backbone first")
         if not isinstance(self.wrs, bool):
             raise bad("wrs", "true or false")
+        if self.pretrained is not None and not isinstance(self.pretrained, bool):
+            raise bad("pretrained", "true (ImageNet weights required), false (random initialisation) or null")
+        object.__setattr__(self, "data_options", _checked_data_options(self.dataset, self.data_options))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -119,7 +134,13 @@ class ExperimentSpec:
             raise MedaugError(f"{where}: {exc}") from None
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        d = self.to_dict()
+        # fields at their "not used" value hash as they did before the field existed
+        if not d["data_options"]:
+            del d["data_options"]
+        if d["pretrained"] is None:
+            del d["pretrained"]
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @property
     def run_id(self) -> str:
@@ -140,6 +161,22 @@ class ExperimentSpec:
 
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentSpec))
+
+
+def _checked_data_options(dataset: str, options: Any) -> dict[str, Any]:
+    """The spec's data options validated by its data source, defaults filled in.
+
+    An unknown dataset with no options is left to `check_names` (run time), like before.
+    """
+    from medaug.data.sources import SOURCES, data_source
+
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise MedaugError(f"spec field 'data_options' = {options!r}; expected a mapping of option -> value")
+    if dataset not in SOURCES and not options:
+        return {}
+    return data_source(dataset).check_options(options, where="spec field data_options")
 
 
 RUNS_DIR = "runs"
@@ -181,6 +218,15 @@ def check_names(spec: ExperimentSpec) -> None:
     if spec.freeze_epochs and spec.classifier not in ARCHS:
         raise MedaugError(f"spec field 'freeze_epochs' = {spec.freeze_epochs}: only transfer classifiers "
                           f"({', '.join(ARCHS)}) have a backbone to freeze")
+    if spec.pretrained is not None and spec.classifier not in ARCHS:
+        raise MedaugError(f"spec field 'pretrained' = {str(spec.pretrained).lower()}: only transfer classifiers "
+                          f"({', '.join(ARCHS)}) have ImageNet weights")
+    if spec.pretrained:
+        from medaug.classifiers.transfer import WEIGHTS_DIR_ENV, resolve_weights
+
+        if resolve_weights(spec.classifier) is None:
+            raise MedaugError(f"spec field 'pretrained' = true: no ImageNet weights for {spec.classifier}; "
+                              f"set ${WEIGHTS_DIR_ENV} to the folder holding them (medaug never downloads)")
 
 
 def fit_and_test(spec: ExperimentSpec, train: ImageSet, val: ImageSet, test: ImageSet, *,
@@ -199,12 +245,27 @@ def fit_and_test(spec: ExperimentSpec, train: ImageSet, val: ImageSet, test: Ima
 
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     torch.manual_seed(spec.seed)  # weight initialisation
-    model = build_classifier(spec.classifier, train.channels, train.num_classes, train.size)
+    if spec.pretrained is None:
+        model = build_classifier(spec.classifier, train.channels, train.num_classes, train.size)
+    else:
+        from medaug.classifiers.transfer import build_transfer
+
+        model = build_transfer(spec.classifier, train.channels, train.num_classes, train.size,
+                               pretrained=spec.pretrained)
     outcome = train_classifier(model, train, val, spec.train_config(), dev, state_path=state_path,
                                on_epoch=on_epoch, progress=not quiet)
     model.eval()
     test_metrics, _ = evaluate_model(model, test, dev, channels_last=dev.type == "cuda")
     return FitResult(model=model, outcome=outcome, test=test_metrics)
+
+
+def _weights_label(path: str | None) -> str | None:
+    """"<file name> sha256:<first 16 hex>" of the weights a classifier started from."""
+    if path is None:
+        return None
+    from medaug.hashing import file_digest
+
+    return f"{Path(path).name} sha256:{file_digest(path)[:16]}"
 
 
 @cache
@@ -222,7 +283,8 @@ def load_data(spec: ExperimentSpec, data_root: str | Path | None = None, downloa
               verify_md5: bool = True) -> LoadedData:
     from medaug.data.sources import load_dataset
 
-    return load_dataset(spec.dataset, spec.size, root=data_root, download=download, verify=verify_md5)
+    return load_dataset(spec.dataset, spec.size, root=data_root, download=download, verify=verify_md5,
+                        options=spec.data_options)
 
 
 def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | None = None,
@@ -264,7 +326,8 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
     def log_epoch(record: dict[str, float]) -> None:  # rank 0 only; the first call creates the run folder
         if not (folder / "spec.json").exists():
             atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
-        with open(progress_file, "a") as f:
+        # epoch 1 means training started over (no saved state): lines of an earlier attempt go
+        with open(progress_file, "w" if record["epoch"] == 1 else "a") as f:
             f.write(json.dumps(record) + "\n")
         if on_epoch is not None:
             on_epoch(record)
@@ -291,6 +354,7 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
         "synthetic_id": synthetic_info.get("set_id"),
         "synthetic_provenance": json.dumps(synthetic_info.get("provenance"), sort_keys=True)
         if synthetic_info else None,
+        "classifier_weights": _weights_label(getattr(fit.model, "weights", None)),
         "best_epoch": fit.best_epoch,
         "val_acc": fit.outcome.best_val.acc,
         "val_auc": fit.outcome.best_val.auc,

@@ -194,3 +194,35 @@ def test_input_normalisation_matches_the_weights() -> None:
     torch.testing.assert_close(g(x[:, :1] * 2 - 1), (x[:, :1] - mean.mean()) / std.mean())
     i = transfer.TransferClassifier(transfer.ARCHS["inception_v3"], nn.Identity(), 1, ("fc",), None)
     torch.testing.assert_close(i(x[:, :1] * 2 - 1), x[:, :1] * 2 - 1)
+
+
+def test_pretrained_is_required_ignored_or_recorded_through_run(tmp_path: Path, tiny_root: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """spec.pretrained: true without weights is refused before anything is written (never a
+    silent random start); with weights the row names the file and its digest; false
+    ignores configured weights; null (the default) keeps pre-existing run ids."""
+    from medaug.experiment import ExperimentSpec, run
+    from medaug.hashing import file_digest
+
+    spec = ExperimentSpec(dataset="breastmnist", size=28, classifier="resnet18_tv", epochs=1, batch_size=32,
+                          pretrained=True)
+    with pytest.raises(MedaugError, match=r"'pretrained' = true: no ImageNet weights for resnet18_tv; set \$MEDAUG"):
+        run(spec, tmp_path / "none", data_root=tiny_root, verify_md5=False)
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(MedaugError, match="only transfer classifiers"):
+        run(spec.replace(classifier="cnn"), tmp_path / "cnn", data_root=tiny_root, verify_md5=False)
+    with pytest.raises(MedaugError, match="spec field 'pretrained'"):
+        ExperimentSpec(dataset="breastmnist", pretrained="yes")
+
+    (tmp_path / "w").mkdir()
+    weights, _ = _save_fresh(tmp_path / "w", models.resnet18, "resnet18-f37072fd.pth")
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(weights.parent))
+    row = run(spec, tmp_path / "out", data_root=tiny_root, verify_md5=False)
+    assert row["pretrained"] is True
+    assert row["classifier_weights"] == f"resnet18-f37072fd.pth sha256:{file_digest(weights)[:16]}"
+    scratch = run(spec.replace(pretrained=False), tmp_path / "out", data_root=tiny_root, verify_md5=False)
+    assert scratch["classifier_weights"] is None and scratch["run_id"] != row["run_id"]
+    default = spec.replace(pretrained=None)
+    assert "pretrained" not in default.canonical_json()  # run ids from before the field are unchanged
+    assert run(default, tmp_path / "out", data_root=tiny_root, verify_md5=False)["classifier_weights"] \
+        == row["classifier_weights"]

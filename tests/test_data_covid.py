@@ -209,3 +209,65 @@ def test_dataset_folder_itself_is_accepted(tree: Path) -> None:
     _, direct = _load(tree / covid.DATASET_DIR, size=16, cache=False)
     assert via_parent.files == direct.files and via_parent.file_list_hash == direct.file_list_hash
     assert direct.to_dict()["test_per_class"] == {"Normal": 2, "COVID": 2}
+
+
+def test_source_options_choose_the_test_set_and_are_recorded(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`covid19-radiography` through the data registry: ExperimentSpec.data_options reach
+    load_covid, and the row facts say which files were held out and how they were drawn."""
+    import json
+
+    from medaug.data.sources import data_source, load_dataset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tree.parent / "xdg"))
+    one = load_dataset("covid19-radiography", 16, root=tree, options={"test_per_class": 1, "val_fraction": 0.25})
+    assert len(one.splits.test) == 2 and len(one.facts["test_files"]) == 2 and one.facts["n_skipped"] == 2
+    prov = json.loads(one.facts["data_provenance"])
+    assert prov["test_per_class"] == {"Normal": 1, "COVID": 1} and prov["val_fraction"] == 0.25
+    assert prov["split_seed"] == 0 and prov["classes"] == ["Normal", "COVID"] and prov["size"] == 16
+    assert sorted(map(tuple, prov["skipped"])) == [("COVID/images/COVID-3.png", "mask missing"),
+                                                   ("Normal/images/Normal-2.png", "mask empty")]
+    assert prov["counts"]["test"] == {"Normal": 1, "COVID": 1}
+    two = load_dataset("covid19-radiography", 16, root=tree, options={"test_per_class": 2, "val_fraction": 0.25})
+    assert set(one.facts["test_files"]) < set(two.facts["test_files"])  # same draw, a longer prefix
+    other_seed = load_dataset("covid19-radiography", 16, root=tree,
+                              options={"test_per_class": 2, "val_fraction": 0.25, "split_seed": 3})
+    assert json.loads(other_seed.facts["data_provenance"])["split_seed"] == 3
+    mapping = load_dataset("covid19-radiography", 16, root=tree, options={"test_per_class": {"COVID": 3}})
+    assert json.loads(mapping.facts["data_provenance"])["counts"]["test"] == {"Normal": 0, "COVID": 3}
+    four = load_dataset("covid19-radiography-4class", 16, root=tree, options={"test_per_class": 1,
+                                                                              "val_fraction": 0.0})
+    assert len(four.splits.test) == 4 and four.splits.train.num_classes == 4
+    # the default is seed 003's 200 per class: far too many for this tree, refused with the numbers
+    assert data_source("covid19-radiography").check_options({}) == {"split_seed": 0, "test_per_class": 200,
+                                                                    "val_fraction": 0.1}
+    with pytest.raises(MedaugError, match="200 test images"):
+        load_dataset("covid19-radiography", 16, root=tree)
+    with pytest.raises(MedaugError, match=r"^data_options.test_per_clas: unknown option .*did you mean"):
+        load_dataset("covid19-radiography", 16, root=tree, options={"test_per_clas": 1})
+
+
+def test_covid_prepare_command_fills_the_cache_trials_read(tree: Path, capsys: pytest.CaptureFixture) -> None:
+    import argparse
+
+    from medaug.commands import data as data_commands
+    from medaug.data import covid_commands
+
+    parser = argparse.ArgumentParser(prog="medaug")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_commands.add_commands(sub)
+    covid_commands.add_commands(sub)  # joins the existing `data` group
+    cache = tree.parent / "prep-cache"
+    args = parser.parse_args(["data", "covid-prepare", "--data-root", str(tree), "--size", "16",
+                              "--cache-dir", str(cache), "--workers", "2"])
+    assert args.handler(args) == 0
+    text = capsys.readouterr().out
+    assert any(line.split()[:4] == ["COVID", "6", "5", "1"] for line in text.splitlines()), text
+    assert any(line.split()[:4] == ["Normal", "6", "5", "1"] for line in text.splitlines()), text
+    assert "skipped COVID/images/COVID-3.png (mask missing)" in text
+    assert "skipped Normal/images/Normal-2.png (mask empty)" in text and "written" in text
+    _, manifest = _load(tree, size=16, cache_dir=cache)
+    assert manifest.cache_hits == 2  # a trial decodes nothing
+    assert args.handler(args) == 0 and "found" in capsys.readouterr().out
+    two_classes = make_covid_tree(tree.parent / "two", counts={"COVID": 2, "Normal": 2})
+    with pytest.raises(MedaugError, match="class folder"):
+        covid.prepare_covid(two_classes, "all", 16, cache_dir=cache)

@@ -254,13 +254,15 @@ def get_arch(name: str) -> TransferArch:
 
 
 def build_transfer(name: str, in_channels: int, num_classes: int, size: int, weights: str | Path | None = None,
-                   freeze_backbone: bool = False, aux_logits: bool | None = None) -> TransferClassifier:
+                   freeze_backbone: bool = False, aux_logits: bool | None = None,
+                   pretrained: bool | None = None) -> TransferClassifier:
     """Build the torchvision model `name` for `in_channels` x `size` px images and `num_classes` classes.
 
     `weights`: a file or folder with ImageNet weights (else $MEDAUG_WEIGHTS_DIR; else
     random initialisation). `freeze_backbone`: only the new head(s) trainable.
     `aux_logits` (InceptionV3 only): None keeps the auxiliary head when size >= 299;
-    True demands it (refused below 299 px).
+    True demands it (refused below 299 px). `pretrained`: True refuses to build without
+    weights, False ignores any and initialises randomly, None uses them when found.
     """
     arch = get_arch(name)
     for field, value, least in (("in_channels", in_channels, 1), ("num_classes", num_classes, 1),
@@ -277,10 +279,15 @@ def build_transfer(name: str, in_channels: int, num_classes: int, size: int, wei
     elif aux_logits:
         raise MedaugError(f"classifier {name!r}: aux_logits applies to inception_v3 only")
 
-    path = resolve_weights(name, weights)
+    path = resolve_weights(name, weights) if pretrained is not False else None
+    if path is None and pretrained:
+        raise MedaugError(f"classifier {name!r}: pretrained requested but no ImageNet weights found; pass a file "
+                          f"or set ${WEIGHTS_DIR_ENV}")
     if path is not None:
         net = _load_pretrained(arch, path)
         log.info("classifier %s: ImageNet weights from %s", name, path)
+    elif pretrained is False:
+        net = arch.build(True)
     else:
         net = arch.build(True)
         log.warning("classifier %s: no ImageNet weights (pass a file or set $%s); random initialisation",

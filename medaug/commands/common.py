@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
 from medaug.data.medmnist import DATA_ROOT_ENV
+from medaug.errors import MedaugError
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -18,3 +21,22 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_data_option_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the data source, e.g. test_per_class=200 for the COVID sets (repeatable)")
+
+
+def parse_data_options(items: list[str]) -> dict[str, Any]:
+    """--data-option KEY=VALUE pairs; values read as JSON (numbers, objects such as {"COVID": 50}), else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise MedaugError(f"--data-option {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return out

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medaug.commands.common import add_data_options, add_run_options
+from medaug.commands.common import add_data_option_arg, add_data_options, add_run_options, parse_data_options
 from medaug.experiment import OPTIMIZERS, SCHEDULES, SELECT_METRICS, ExperimentSpec, run
 
 QUICKSTART_CONFIGS = (("none", False), ("none", True), ("sharpness-contrast-flip", False),
@@ -16,8 +16,9 @@ QUICKSTART_CONFIGS = (("none", False), ("none", True), ("sharpness-contrast-flip
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train and test one classifier; writes one Parquet result row",
                        description="Train one classifier (seed-000 defaults) and write OUT/results/<run_id>.parquet.")
-    p.add_argument("--dataset", required=True, help="MedMNIST 2D name, e.g. breastmnist")
-    p.add_argument("--size", type=int, default=28, help="image size: 28, 64, 128 or 224")
+    p.add_argument("--dataset", required=True,
+                   help="MedMNIST 2D name (e.g. breastmnist), covid19-radiography[-4class] or isic2019")
+    p.add_argument("--size", type=int, default=28, help="image size (MedMNIST: 28, 64, 128 or 224)")
     p.add_argument("--classifier", default="cnn", help="cnn, resnet18, resnet50, fricker-cnn, ...")
     p.add_argument("--augment", dest="augmentation", default="none", help="augmentation pipeline name")
     p.add_argument("--wrs", action="store_true", help="weighted random sampling (class-inverse frequency)")
@@ -32,6 +33,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--select", dest="select_metric", choices=SELECT_METRICS, default="acc",
                    help="validation metric that picks the tested epoch")
+    p.add_argument("--freeze-epochs", type=int, default=0,
+                   help="transfer classifiers: epochs training only the new head first (default 0)")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--pretrained", dest="pretrained", action="store_const", const=True, default=None,
+                   help="transfer classifiers: require ImageNet weights ($MEDAUG_WEIGHTS_DIR)")
+    w.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
+                   help="transfer classifiers: random initialisation even when weights are configured")
+    add_data_option_arg(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (results/ and runs/ go inside)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished result of the same spec")
     add_data_options(p)
@@ -53,7 +62,9 @@ def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
                           augmentation=args.augmentation, wrs=args.wrs, synthetic=args.synthetic,
                           optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, schedule=args.schedule, epochs=args.epochs,
-                          batch_size=args.batch_size, seed=args.seed, select_metric=args.select_metric)
+                          batch_size=args.batch_size, seed=args.seed, select_metric=args.select_metric,
+                          freeze_epochs=args.freeze_epochs, pretrained=args.pretrained,
+                          data_options=parse_data_options(args.data_options))
 
 
 def summary_line(row: dict) -> str:

@@ -451,3 +451,46 @@ def load_covid(
     splits = DatasetSplits(name=name, train=sets["train"], val=sets["val"], test=sets["test"],
                            version=f"files-{sizes_hash}", md5=sizes_hash, source=str(folder))
     return splits, manifest
+
+
+# ---------------------------------------------------------------------------------------- prepare
+
+
+@dataclass(frozen=True)
+class PreparedClass:
+    """One class's preprocessed pool as `prepare_covid` found or built it."""
+
+    name: str
+    images: int  # PNG files in <class>/images
+    usable: int
+    skipped: tuple[tuple[str, str], ...]
+    cache_entry: str
+    cache_hit: bool
+
+
+def prepare_covid(root: str | Path, classes: str | Sequence[str] = "covid-normal", size: int = 256, *,
+                  cache_dir: str | Path | None = None, resample: str = "bilinear",
+                  workers: int | None = None) -> list[PreparedClass]:
+    """Decode, crop and resize every image of `classes` once into the Zarr cache.
+
+    What `load_covid` does first, without drawing splits: run it once before a sweep
+    (`medaug data covid-prepare`) so that no trial decodes the ~21k PNGs itself.
+    Trials must then use the same size and resampling and see the same cache folder
+    ($XDG_CACHE_HOME, or ~/.cache, + /medaug/covid unless `cache_dir` is given).
+    """
+    chosen = resolve_classes(classes)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
+        raise MedaugError(f"COVID size {size!r}; expected an integer >= 8")
+    resampling(resample)
+    folder = dataset_dir(root)
+    missing = [c for c in chosen if not (folder / c).is_dir()]
+    if missing:
+        raise MedaugError(f"{folder}: class folder(s) {missing} not found; expected the published layout "
+                          f"{DATASET_DIR}/{{{','.join(CLASSES)}}}/{{images,masks}}")
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    out = []
+    for cls in chosen:
+        pool, entry, hit = _class_pool(folder, cls, size, resample, cache_root, workers)
+        out.append(PreparedClass(name=cls, images=len(pool.files) + len(pool.skipped), usable=len(pool.files),
+                                 skipped=tuple(pool.skipped), cache_entry=entry or "", cache_hit=hit))
+    return out

@@ -56,8 +56,10 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("seed", pa.int64(), ""),
     ("select_metric", pa.string(), "acc | auc: how the best epoch is chosen"),
     ("freeze_epochs", pa.int32(), "epochs with a frozen backbone (transfer classifiers)"),
-    ("data_options", pa.string(), "the data source's options, canonical JSON (COVID: test_per_class, val_fraction, "
-                                  "split_seed); null for sources without options (MedMNIST)"),
+    ("pretrained", pa.bool_(), "transfer classifiers: true = ImageNet weights required, false = random init, "
+                               "null = weights when configured"),
+    ("data_options", pa.string(), ("the data source's options, canonical JSON (COVID: test_per_class, "
+                                   "val_fraction, split_seed); null for sources without options (MedMNIST)")),
     ("spec_json", pa.string(), "the whole spec, canonical JSON"),
     # --- data ---
     ("task", pa.string(), "medmnist task type"),
@@ -71,9 +73,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("test_hash", pa.string(), ""),
     ("test_files", pa.list_(pa.string()), "held-out test files, for file-based data sets (COVID)"),
     ("n_skipped", pa.int64(), "source images skipped (e.g. missing lung mask)"),
-    ("data_provenance", pa.string(), "JSON: how a file-based source made its splits (COVID: classes, test/val "
-                                     "counts per class, split seed, skipped files, source file-list hash)"),
+    ("data_provenance", pa.string(), ("JSON: how a file-based source made its splits (COVID: classes, test/val "
+                                      "counts per class, split seed, skipped files, source file-list hash)")),
     ("synthetic_id", pa.string(), "content hash of the synthetic set"),
+    ("classifier_weights", pa.string(), "file name and sha256 prefix of the ImageNet weights the classifier "
+                                        "started from; null: random initialisation"),
     ("synthetic_provenance", pa.string(), "JSON provenance of the synthetic set"),
     # --- metrics of the selected (best-validation) weights ---
     ("best_epoch", pa.int32(), "1-based epoch whose weights were tested"),

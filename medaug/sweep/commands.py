@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import IO
@@ -83,12 +84,27 @@ def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Pa
     if missing:
         w(f"generators named here but not registered in this medaug: {', '.join(missing)} "
           f"(registered: {', '.join(registered) or 'none'}); their cells run once their synthetic sets exist\n")
+    options = {(c.spec["dataset"], json.dumps(c.spec.get("data_options") or {}, sort_keys=True))
+               for c in study.cells if c.spec.get("data_options")}
+    for dataset, opts in sorted(options):
+        w(f"data options of {dataset}: {opts}\n")
     w(f"\n{'#':>4}  {'run_id' if not study.search else 'run_id (before sampling)':<48}  cell\n")
+    to_make: dict[str, str] = {}
     for cell in study.cells:
         spec = study.spec_for(cell.spec)
         waits = cell.missing_synthetic()
         note = f"   [waits for synthetic set {waits}]" if waits else ""
+        mismatch = None if waits else cell.synthetic_mismatch()
+        if mismatch:
+            note = f"   [synthetic set {cell.synthetic} was not made as requested: {mismatch}]"
+        if waits and cell.request is not None:
+            to_make.setdefault(waits, cell.request.synthesize_command(waits, cell.spec["dataset"]))
         w(f"{cell.index:>4}  {spec.run_id:<48}  {cell.label}{note}\n")
+    if to_make:
+        w(f"\n{len(to_make)} synthetic set(s) to make (train the generator on the same data and data options; "
+          "then, per set):\n")
+        for command in to_make.values():
+            w(f"  {command}\n")
     if executor == "slurm":
         from medaug.sweep.slurm import job_name, sbatch_script
 

@@ -21,22 +21,38 @@ resources: {cpus: 1, gpus: 0.25, nodes: 1, tasks_per_node: 1, time: "01:00:00", 
 max_failures: 1                  # retries of a trial that raises, then a `failed` row
 synthetic:                       # where generator cells find their synthetic sets
   root: synthetic
-  pattern: "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{fraction}"
+  pattern: "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{amount}"
   strategy: inverse-scarcity     # defaults for the `generator: [null, cvae, cgan]` grid shorthand
   fraction: 0.1
 ```
 
-A request's strategy is `inverse-scarcity` (with `fraction`) or
-`interleave-reconstructions` (seed 000's Joint VAE; no fraction; `{fraction}` reads
-"all"), as in `medaug.generators.strategies`.
+A request names a strategy of `medaug.generators.strategies` and its parameters; the
+`{amount}` placeholder of the pattern spells them (`{fraction}` is the same text, kept
+for older patterns):
 
-A `synthetic:` value may be null, an explicit "STORE.zarr#GROUP", or a request
-`{generator, strategy, fraction}` that the cell's dataset and size resolve to a store
-path through `synthetic.pattern` (`fraction` may be a number or a mapping dataset ->
-number: seed 000 adds 4-10 % per data set). `generator: [cvae, cgan]` in the grid is
-shorthand for such requests (null there means "no synthetic set"). A cell whose
-synthetic set does not exist yet still validates and lists in `--dry-run`; a run
-skips it and says which set it waits for.
+| request                                                   | `{amount}`    | seed |
+| --------------------------------------------------------- | ------------- | ---- |
+| `{generator: cvae, strategy: inverse-scarcity, fraction: 0.1}` | `0.1`    | 000  |
+| `{generator: jvae, strategy: interleave-reconstructions}` | `all`         | 000  |
+| `{generator: stylegan2ada, strategy: per-class, classes: [COVID], count: 2000}` | `COVID-2000` | 003 |
+| `{generator: cgan, strategy: ratio, synthetic_per_real: 2}` | `x2`        | 002  |
+
+so the default pattern gives `.../stylegan2ada.zarr#per-class-COVID-2000`, the set that
+`medaug synthesize --strategy per-class --classes COVID --count 2000 --out
+.../stylegan2ada.zarr --group per-class-COVID-2000` writes (`--dry-run` prints that
+command for every set a cell waits for). Several classes join with `+`; characters a
+group name cannot hold become `_` ("Viral Pneumonia" -> `Viral_Pneumonia`).
+
+A `synthetic:` value may be null, an explicit "STORE.zarr#GROUP", or such a request,
+which the cell's dataset and size resolve to a store path through `synthetic.pattern`
+(`fraction` may be a number or a mapping dataset -> number: seed 000 adds 4-10 % per
+data set; `classes` must be classes of the cell's data set). `generator: [cvae, cgan]`
+in the grid is shorthand for requests with the `synthetic:` defaults (null there
+means "no synthetic set"). A cell whose synthetic set does not exist yet still
+validates and lists in `--dry-run`; a run skips it and says which set it waits for.
+
+`data_options` (a spec field) passes a data source's own options, e.g. the COVID
+sets' `{test_per_class: 200}`; they are checked against each cell's dataset.
 
 Everything is validated on load; an unknown key or bad value is refused with its YAML
 path (`sweeps/x.yaml: grid.wrs[1]: expected true or false`).
@@ -62,10 +78,17 @@ TOP_KEYS = ("name", "description", "results", "base", "grid", "search", "num_sam
 SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 REPORTED_METRICS = ("val_acc", "val_auc", "val_loss", "train_loss", "train_acc")
 SCHEDULERS = ("fifo", "asha")
-DEFAULT_PATTERN = "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{fraction}"
+DEFAULT_PATTERN = "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{amount}"
+PATTERN_KEYS = ("root", "dataset", "size", "generator", "strategy", "amount", "fraction")
 NAME_PATTERN = r"[A-Za-z0-9_.-]+"
-# Strategies a study can request by name (medaug.generators.strategies); the amount is `fraction`.
-REQUEST_STRATEGIES = ("inverse-scarcity", "interleave-reconstructions")
+# Strategies a study can request by name (medaug.generators.strategies) and the keys each needs.
+REQUEST_STRATEGIES: dict[str, tuple[str, ...]] = {
+    "inverse-scarcity": ("fraction",),
+    "interleave-reconstructions": (),
+    "per-class": ("classes", "count"),
+    "ratio": ("synthetic_per_real",),
+}
+REQUEST_PARAMS = ("fraction", "classes", "count", "synthetic_per_real")
 
 # ExperimentSpec annotation -> (python check, what the user reads). Fields of a kind not
 # listed here are checked by ExperimentSpec itself only.
@@ -76,22 +99,69 @@ _FIELD_KINDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(
 
 @dataclass(frozen=True)
 class SyntheticRequest:
-    """"The synthetic set generator G made for the cell's data set": resolved per cell."""
+    """"The synthetic set generator G made for the cell's data set": resolved per cell.
+
+    The parameters mirror `medaug.generators.strategies.Strategy`: `fraction`
+    (inverse-scarcity; a number or dataset -> number), `classes` + `count` (per-class),
+    `synthetic_per_real` (ratio), none (interleave-reconstructions).
+    """
 
     generator: str
     strategy: str = "inverse-scarcity"
     fraction: float | dict[str, float] | None = None
     where: str = ""
+    classes: tuple[str, ...] = ()
+    count: int | None = None
+    synthetic_per_real: int | None = None
 
     def fraction_for(self, dataset: str) -> float | None:
         if isinstance(self.fraction, dict):
             return self.fraction.get(dataset)
         return self.fraction
 
-    def resolve(self, dataset: str, size: int, root: str, pattern: str) -> str:
+    def amount(self, dataset: str) -> str:
+        """The parameters as the `{amount}` of a store pattern (see the module doc)."""
+        if self.strategy == "per-class":
+            return f"{'+'.join(_group_safe(c) for c in self.classes)}-{self.count}"
+        if self.strategy == "ratio":
+            return f"x{self.synthetic_per_real}"
         fraction = self.fraction_for(dataset)
+        return "all" if fraction is None else f"{fraction:g}"
+
+    def resolve(self, dataset: str, size: int, root: str, pattern: str) -> str:
+        amount = self.amount(dataset)
         return pattern.format(root=root, dataset=dataset, size=size, generator=self.generator,
-                              strategy=self.strategy, fraction="all" if fraction is None else f"{fraction:g}")
+                              strategy=self.strategy, amount=amount, fraction=amount)
+
+    def strategy_params(self, dataset: str) -> dict[str, Any]:
+        """What `Strategy.params()` records in a set's provenance for this request."""
+        if self.strategy == "inverse-scarcity":
+            return {"fraction": self.fraction_for(dataset)}
+        if self.strategy == "per-class":
+            return {"classes": list(self.classes), "count": self.count}
+        if self.strategy == "ratio":
+            return {"synthetic_per_real": self.synthetic_per_real}
+        return {}
+
+    def synthesize_command(self, ref: str, dataset: str) -> str:
+        """The `medaug synthesize` line that writes the set this request resolved to `ref`."""
+        import shlex
+
+        store, _, group = ref.partition("#")
+        params = {"inverse-scarcity": f"--fraction {self.fraction_for(dataset):g}"
+                  if self.fraction_for(dataset) is not None else "",
+                  "per-class": " ".join(f"--classes {shlex.quote(c)}" for c in self.classes)
+                  + f" --count {self.count}",
+                  "ratio": f"--synthetic-per-real {self.synthetic_per_real}"}.get(self.strategy, "")
+        return " ".join(part for part in (
+            "medaug synthesize --checkpoint CHECKPOINT_DIR",
+            f"--strategy {self.strategy}", params, "--seed 0", f"--out {shlex.quote(store)}",
+            f"--group {shlex.quote(group)}") if part)
+
+
+def _group_safe(text: str) -> str:
+    """A class name as group-name text: characters outside [A-Za-z0-9_.+-] become `_`."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
 
 @dataclass(frozen=True)
@@ -192,6 +262,7 @@ class Cell:
     labels: tuple[tuple[str, str], ...]
     spec: dict[str, Any]
     generator: str | None = None
+    request: SyntheticRequest | None = None
 
     @property
     def label(self) -> str:
@@ -213,6 +284,27 @@ class Cell:
         if path.is_dir() and group and not (path / group).exists():
             return ref
         return None
+
+    def synthetic_mismatch(self) -> str | None:
+        """When the requested set exists but its provenance says it was made otherwise
+        (another generator, strategy, parameters, data set or size): what differs."""
+        if self.request is None or self.missing_synthetic() is not None:
+            return None
+        store, _, group = str(self.synthetic).partition("#")
+        try:
+            import zarr
+
+            attrs = dict(zarr.open_group(store, mode="r")[group].attrs)
+        except Exception as exc:  # noqa: BLE001 - unreadable: the run refuses it with the details
+            return f"unreadable ({type(exc).__name__})"
+        if attrs.get("complete") is not True:
+            return "incomplete (its writer did not finish)"
+        prov = attrs.get("provenance") or {}
+        req, dataset = self.request, self.spec["dataset"]
+        want = {"generator": req.generator, "strategy": req.strategy, "strategy_params": req.strategy_params(dataset),
+                "dataset": dataset, "size": self.spec.get("size")}
+        diff = [f"{k} {prov.get(k)!r} (requested {v!r})" for k, v in want.items() if prov.get(k) != v]
+        return "; ".join(diff) or None
 
 
 @dataclass(frozen=True)
@@ -288,14 +380,14 @@ def load_study(path: str | Path) -> Study:
     description = schema.optional_string(doc, top.get("description"), "description") or ""
     results = schema.string(doc, top.get("results", f"results/{name}"), "results")
     synthetic_cfg = schema.mapping(doc, top.get("synthetic"), "synthetic",
-                                   allowed=("root", "pattern", "strategy", "fraction"))
+                                   allowed=("root", "pattern", "strategy", *REQUEST_PARAMS))
     synthetic_root = schema.string(doc, synthetic_cfg.get("root", "synthetic"), "synthetic.root")
     pattern = schema.string(doc, synthetic_cfg.get("pattern", DEFAULT_PATTERN), "synthetic.pattern")
     _check_pattern(doc, pattern)
     synthetic_root = str(Path(synthetic_root).expanduser().resolve())
 
-    # defaults of the `generator:` grid shorthand: {generator: G, strategy, fraction}
-    defaults = {k: synthetic_cfg[k] for k in ("strategy", "fraction") if k in synthetic_cfg}
+    # defaults of the `generator:` grid shorthand: {generator: G, strategy, fraction | classes + count | ...}
+    defaults = {k: synthetic_cfg[k] for k in ("strategy", *REQUEST_PARAMS) if k in synthetic_cfg}
     if defaults:
         _synthetic_request(doc, {"generator": "any", **defaults}, "synthetic")
     base = _fields(doc, top.get("base"), "base")
@@ -318,10 +410,10 @@ def load_study(path: str | Path) -> Study:
 
 def _check_pattern(doc: Doc, pattern: str) -> None:
     try:
-        pattern.format(root="r", dataset="d", size=28, generator="g", strategy="s", fraction="0.1")
+        pattern.format(root="r", dataset="d", size=28, generator="g", strategy="s", amount="0.1", fraction="0.1")
     except (KeyError, IndexError, ValueError) as exc:
-        raise doc.error("synthetic.pattern", f"expected placeholders among {{root}} {{dataset}} {{size}} "
-                        f"{{generator}} {{strategy}} {{fraction}}; {exc!r}") from None
+        raise doc.error("synthetic.pattern", "expected placeholders among "
+                        + " ".join(f"{{{k}}}" for k in PATTERN_KEYS) + f"; {exc!r}") from None
 
 
 def _mode(doc: Doc, value: Any, where: str) -> str:
@@ -339,6 +431,8 @@ def check_field(doc: Doc, name: str, value: Any, where: str) -> Any:
                         f"expected one of: {', '.join(SPEC_FIELDS)}")
     if name == "synthetic":
         return _synthetic_value(doc, value, where)
+    if name == "data_options":  # the keys depend on the dataset: checked per cell (_check_cell)
+        return schema.mapping(doc, value, where)
     kind = _FIELD_KINDS[name]
     if kind == "bool":
         schema.boolean(doc, value, where)
@@ -378,13 +472,12 @@ def _check_name(doc: Doc, name: str, value: Any, where: str) -> None:
     """Registered names: refuse an unknown dataset/classifier/augmentation now, not in a job."""
     try:
         if name == "dataset":
-            from medaug.data.medmnist import dataset_info
+            from medaug.data.sources import data_source
 
-            dataset_info(value)
-        elif name == "size":
-            from medaug.data.medmnist import check_size
-
-            check_size(value)
+            data_source(value)
+        elif name == "size":  # which sizes depends on the dataset: checked per cell (_check_cell)
+            if value < 1:
+                raise MedaugError(f"expected an image size >= 1, got {value}")
         elif name == "classifier":
             from medaug.classifiers import CLASSIFIERS
 
@@ -404,17 +497,36 @@ def _synthetic_value(doc: Doc, value: Any, where: str) -> str | SyntheticRequest
         return schema.string(doc, value, where, what="STORE.zarr#GROUP")
     if isinstance(value, Mapping):
         return _synthetic_request(doc, value, where)
-    raise doc.error(where, "expected null, 'STORE.zarr#GROUP' or {generator, strategy, fraction}")
+    raise doc.error(where, "expected null, 'STORE.zarr#GROUP' or {generator, strategy, fraction | classes + count "
+                    "| synthetic_per_real}")
 
 
 def _synthetic_request(doc: Doc, value: Any, where: str) -> SyntheticRequest:
-    m = schema.mapping(doc, value, where, allowed=("generator", "strategy", "fraction"), required=("generator",))
+    m = schema.mapping(doc, value, where, allowed=("generator", "strategy", *REQUEST_PARAMS), required=("generator",))
     generator = _generator_name(doc, m["generator"], join(where, "generator"))
     strategy = schema.string(doc, m.get("strategy", "inverse-scarcity"), join(where, "strategy"),
                              pattern=r"[a-z0-9][a-z0-9-]*", what="a strategy name (lowercase, digits, -)")
     if strategy not in REQUEST_STRATEGIES:
         raise doc.error(join(where, "strategy"), f"expected one of: {', '.join(REQUEST_STRATEGIES)} (other "
-                        "strategies: name the set itself as 'STORE.zarr#GROUP'), got {strategy!r}")
+                        f"strategies: name the set itself as 'STORE.zarr#GROUP'), got {strategy!r}")
+    needs = REQUEST_STRATEGIES[strategy]
+    for key in REQUEST_PARAMS:
+        if key in m and key not in needs:
+            takes = f" (it takes {' and '.join(needs)})" if needs else ""
+            raise doc.error(join(where, key), f"strategy {strategy} takes no {key}{takes}")
+    missing = [k for k in needs if k not in m and k != "fraction"]
+    if missing:
+        raise doc.error(where, f"strategy {strategy} needs {' and '.join(missing)}")
+    classes: tuple[str, ...] = ()
+    if "classes" in m:
+        w = join(where, "classes")
+        raw = [m["classes"]] if isinstance(m["classes"], str) else schema.sequence(doc, m["classes"], w)
+        classes = tuple(schema.string(doc, c, join(w, i), what="a class name") for i, c in enumerate(raw))
+        if len(set(classes)) != len(classes):
+            raise doc.error(w, f"a class is named twice: {list(classes)}")
+    count = schema.integer(doc, m["count"], join(where, "count"), minimum=1) if "count" in m else None
+    per_real = (schema.integer(doc, m["synthetic_per_real"], join(where, "synthetic_per_real"), minimum=1)
+                if "synthetic_per_real" in m else None)
     fraction: float | dict[str, float] | None = None
     raw = m.get("fraction")
     if isinstance(raw, Mapping):
@@ -426,9 +538,8 @@ def _synthetic_request(doc: Doc, value: Any, where: str) -> SyntheticRequest:
         fraction = _fraction(doc, raw, join(where, "fraction"))
     if strategy == "inverse-scarcity" and fraction is None:
         raise doc.error(where, "strategy inverse-scarcity needs a fraction (number, or mapping dataset -> number)")
-    if strategy != "inverse-scarcity" and fraction is not None:
-        raise doc.error(join(where, "fraction"), f"strategy {strategy} takes no fraction")
-    return SyntheticRequest(generator=generator, strategy=strategy, fraction=fraction, where=where)
+    return SyntheticRequest(generator=generator, strategy=strategy, fraction=fraction, where=where, classes=classes,
+                            count=count, synthetic_per_real=per_real)
 
 
 def _fraction(doc: Doc, value: Any, where: str) -> float:
@@ -526,10 +637,13 @@ def _expand(doc: Doc, study: Study) -> tuple[Cell, ...]:
     seen: dict[str, int] = {}
     for index, combo in enumerate(itertools.product(*(axis.values for axis in study.axes))):
         data = dict(study.base)
+        origin = {k: join("base", k) for k in data}  # field -> YAML path of the value this cell uses
         labels = []
         generator = None
-        for axis, (label, fields, _where) in zip(study.axes, combo):
+        for axis, (label, fields, item_where) in zip(study.axes, combo):
             data.update(fields)
+            named = axis.name not in SPEC_FIELDS and axis.name != "generator"
+            origin.update({k: join(item_where, k) if named else item_where for k in fields})
             labels.append((axis.name, label))
         where = " / ".join(w for _, _, w in combo) or "base"
         if "dataset" not in data:
@@ -541,6 +655,9 @@ def _expand(doc: Doc, study: Study) -> tuple[Cell, ...]:
             generator = request.generator
             data["synthetic"] = request.resolve(data["dataset"], int(data.get("size", 28)), study.synthetic_root,
                                                 study.synthetic_pattern)
+        else:
+            request = None
+        _check_cell(doc, data, origin, request, study.searched_fields)
         try:
             spec = ExperimentSpec.from_dict(data, where=where)
         except MedaugError as exc:
@@ -549,8 +666,53 @@ def _expand(doc: Doc, study: Study) -> tuple[Cell, ...]:
             raise doc.error("grid", f"cells {seen[spec.run_id]} and {index} are the same experiment ({where})")
         seen[spec.run_id] = index
         cells.append(Cell(index=index, labels=tuple(labels), spec=spec_dict(spec, drop=study.searched_fields),
-                          generator=generator))
+                          generator=generator, request=request))
     return tuple(cells)
+
+
+def _check_cell(doc: Doc, data: dict[str, Any], origin: dict[str, str], request: SyntheticRequest | None,
+                searched: tuple[str, ...] = ()) -> None:
+    """What depends on several fields of one cell, refused at the YAML path that set it:
+    the size for the dataset and classifier, the dataset's data_options, the classes
+    of a per-class request, a frozen backbone and `pretrained` only for transfer classifiers. (A size or
+    classifier that Tune samples is checked with each trial's spec instead.)"""
+    from medaug.classifiers.transfer import ARCHS
+    from medaug.data.sources import class_names, data_source
+
+    default = {f.name: f.default for f in dataclasses.fields(ExperimentSpec)}
+    dataset = data["dataset"]
+    source = data_source(dataset)
+    size = data.get("size", default["size"])
+    classifier = data.get("classifier", default["classifier"])
+    arch = ARCHS.get(classifier)
+    if "size" not in searched:
+        try:
+            source.check_size(size)
+        except MedaugError as exc:
+            raise doc.error(origin.get("size", origin["dataset"]), str(exc)) from None
+    if arch is not None and "size" not in searched and size < arch.min_size:
+        raise doc.error(origin.get("size", origin.get("classifier", "base")),
+                        f"classifier {classifier!r} needs images of at least {arch.min_size} px, got {size}")
+    if data.get("freeze_epochs") and arch is None:
+        raise doc.error(origin["freeze_epochs"], f"only transfer classifiers ({', '.join(ARCHS)}) have a backbone "
+                        f"to freeze; this cell's classifier is {classifier!r}")
+    if data.get("pretrained") is not None and arch is None:
+        raise doc.error(origin["pretrained"], f"only transfer classifiers ({', '.join(ARCHS)}) have ImageNet "
+                        f"weights; this cell's classifier is {classifier!r}")
+    if data.get("data_options"):
+        try:
+            data["data_options"] = source.check_options(data["data_options"], where=origin["data_options"])
+        except MedaugError as exc:
+            raise doc.error("", str(exc)) from None
+    if request is not None and request.classes:
+        names = class_names(dataset)
+        if names is not None:
+            for i, cls in enumerate(request.classes):
+                if cls not in names:
+                    close = [n for n in names if n.lower() == cls.lower()] or None
+                    hint = f" (did you mean {close[0]!r}?)" if close else schema.did_you_mean(cls, names)
+                    raise doc.error(join(join(request.where, "classes"), i),
+                                    f"{cls!r} is not a class of {dataset}{hint}; expected one of: {', '.join(names)}")
 
 
 def spec_dict(spec: ExperimentSpec, drop: tuple[str, ...] = ()) -> dict[str, Any]:
