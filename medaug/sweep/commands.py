@@ -3,6 +3,7 @@
     medaug sweep sweeps/quickstart.yaml --dry-run
     medaug sweep sweeps/quickstart.yaml --executor slurm --site localhost --out /shared/results/qs
     medaug sweep sweeps/quickstart.yaml --executor slurm --site localhost --out /shared/results/qs --resume
+    medaug sweep sweeps/leroux2021.yaml --make-synthetic   # fit the generators, write the sets, then train
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("control")
     g.add_argument("--resume", action="store_true",
                    help="restore the study's Ray experiment: finished trials are kept, running SLURM jobs re-attached")
+    g.add_argument("--make-synthetic", action="store_true",
+                   help="first fit the generators that cells waiting for a synthetic set need (settings: the "
+                        "study's `generators:`), write the sets at their pattern paths, then run the trials; "
+                        "fits checkpoint in OUT/generators/ and resume when rerun")
     g.add_argument("--dry-run", action="store_true", help="validate, list the trials and the sbatch parameters; run nothing")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=sweep_command)
@@ -49,17 +54,21 @@ def sweep_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     site = load_site(args.site) if args.site else None
     if args.dry_run:
-        print_dry_run(study, args.executor, site, args.out, sys.stdout)
+        print_dry_run(study, args.executor, site, args.out, sys.stdout, make_synthetic=args.make_synthetic,
+                      data_root=args.data_root)
         return 0
     outcome = run_study(study, args.executor, args.out, site=site, resume=args.resume,
                         max_concurrent=args.max_concurrent, data_root=args.data_root, device=args.device,
-                        verify_md5=args.verify_md5, ray_address=args.ray_address, progress=not args.quiet)
+                        verify_md5=args.verify_md5, ray_address=args.ray_address, progress=not args.quiet,
+                        make_synthetic=args.make_synthetic)
     print_outcome(outcome, sys.stdout)
-    return 1 if outcome.failed else 0
+    return 1 if outcome.failed or outcome.synthetic_failed else 0
 
 
-def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Path | None, stream: IO[str]) -> None:
-    """What would run: every trial with its run_id, the waiting cells, and for SLURM the job parameters."""
+def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Path | None, stream: IO[str], *,
+                  make_synthetic: bool = False, data_root: str | Path | None = None) -> None:
+    """What would run: every trial with its run_id, the waiting cells (and, with
+    `make_synthetic`, the generator fits that make their sets), and for SLURM the job parameters."""
     out_dir = Path(out if out is not None else study.results).expanduser().resolve()
     runnable, waiting = study.runnable_cells(), study.waiting_cells()
     per_cell = study.trials_per_cell
@@ -98,11 +107,25 @@ def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Pa
         if mismatch:
             note = f"   [synthetic set {cell.synthetic} was not made as requested: {mismatch}]"
         if waits and cell.request is not None:
-            to_make.setdefault(waits, cell.request.synthesize_command(waits, cell.spec["dataset"]))
+            to_make.setdefault(waits, cell.request.synthesize_command(waits, cell.spec["dataset"],
+                                                                      seed=study.synthesize_seed))
         w(f"{cell.index:>4}  {spec.run_id:<48}  {cell.label}{note}\n")
-    if to_make:
-        w(f"\n{len(to_make)} synthetic set(s) to make (train the generator on the same data and data options; "
-          "then, per set):\n")
+    if study.generators:
+        w("\ngenerator settings (generators:): " + "; ".join(
+            f"{name} " + ", ".join(f"{k}={v}" for k, v in cfg.items()) for name, cfg in study.generators.items())
+          + f"; synthesize seed {study.synthesize_seed}\n")
+    if to_make and make_synthetic:
+        from medaug.sweep.synthetic_stage import describe_fit, plan_fits
+
+        plan = plan_fits(study, out_dir, data_root=data_root)
+        w(f"\n--make-synthetic: {len(plan.fits)} generator fit(s) before the trials, each writing its sets:\n")
+        for job in plan.fits:
+            w(f"  {describe_fit(job)}\n")
+        for cell, why in plan.unmakeable:
+            w(f"  cannot make the set of cell {cell.index}: {why}\n")
+    elif to_make:
+        w(f"\n{len(to_make)} synthetic set(s) to make: run with --make-synthetic to fit the generators and write "
+          "them before the trials, or by hand (train the generator on the same data and data options; then, per set):\n")
         for command in to_make.values():
             w(f"  {command}\n")
     if executor == "slurm":
@@ -134,6 +157,11 @@ def print_outcome(outcome: StudyOutcome, stream: IO[str]) -> None:
               f"{num(row.get('test_acc'))} {num(row.get('test_auc'))}\n")
             if row.get("status") == "failed" and row.get("error"):
                 w(f"    error: {row['error']}\n")
+    if outcome.synthetic_made or outcome.synthetic_failed:
+        w(f"--make-synthetic: {len(outcome.synthetic_made)} set(s) made, {len(outcome.synthetic_failed)} "
+          "generator fit(s) failed\n")
+        for key, error in outcome.synthetic_failed:
+            w(f"    generator fit {key} failed: {error}\n")
     w(f"{outcome.finished} finished, {outcome.failed} failed, {outcome.stopped} stopped, "
       f"{len(outcome.waiting)} cells waiting for synthetic sets\n")
     w(f"results: {outcome.results_dir}\nRay experiment: {outcome.experiment_path}\n")

@@ -13,6 +13,13 @@ Layout of OUT:
     runs/<run_id>/               progress.jsonl and state.pt of each run
     ray/<study>/                 the Ray Tune experiment (storage_path = OUT/ray)
     slurm/<run_id>/              job record and submitit logs (slurm executor)
+    generators/<dataset>_<size>/<generator>/
+                                 generator fits of --make-synthetic (checkpoint/, losses,
+                                 fit.log or slurm/ logs; see synthetic_stage.py)
+
+With `make_synthetic=True` (`--make-synthetic`) the driver first fits the generators
+that the waiting cells' synthetic requests need and writes their sets
+(`medaug.sweep.synthetic_stage`); cells whose fit failed keep waiting.
 
 Resuming (`resume=True`) restores the Tune experiment: finished trials are not run
 again, errored ones are retried, trials that were running re-attach to their SLURM
@@ -68,6 +75,8 @@ class StudyOutcome:
     wall_seconds: float = 0.0
     interrupted: bool = False
     last_results: list[dict[str, Any]] = field(default_factory=list)  # Tune's last result per trial
+    synthetic_made: list[str] = field(default_factory=list)  # sets --make-synthetic wrote
+    synthetic_failed: list[tuple[str, str]] = field(default_factory=list)  # (generator fit, error)
 
     @property
     def results_dir(self) -> Path:
@@ -124,13 +133,14 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
               site: SiteProfile | str | Path | None = None, resume: bool = False, max_concurrent: int | None = None,
               data_root: str | Path | None = None, device: str | None = None, verify_md5: bool = True,
               ray_address: str | None = None, num_cpus: int | None = None, poll_s: float | None = None,
-              progress: bool = True, stream: IO[str] | None = None) -> StudyOutcome:
+              progress: bool = True, stream: IO[str] | None = None, make_synthetic: bool = False) -> StudyOutcome:
     """Run (or resume) every runnable trial of a study and return its rows.
 
     `out` defaults to the study's `results` folder relative to the working directory.
     Trials that raise are retried up to the study's `max_failures`, then recorded as
     `failed` rows; the study goes on. Cells waiting for a synthetic set are skipped
-    (listed in the outcome). Ctrl-C stops the trials (cancelling their SLURM jobs)
+    (listed in the outcome); with `make_synthetic` their generators are fitted and the
+    sets written first (`medaug.sweep.synthetic_stage`). Ctrl-C stops the trials (cancelling their SLURM jobs)
     and raises KeyboardInterrupt after the partial rows are written.
     """
     stream = stream or sys.stderr
@@ -154,6 +164,14 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
         data_root = Path(data_root).expanduser().resolve()
         if not data_root.is_dir():
             raise MedaugError(f"--data-root {data_root}: no such folder")
+    stage = None
+    if make_synthetic and study.waiting_cells():
+        from medaug.sweep.synthetic_stage import make_synthetic_sets
+
+        assert site_profile is not None or executor == "local"
+        stage = make_synthetic_sets(study, executor, out_dir, say, site=site_profile, data_root=data_root,
+                                    verify_md5=verify_md5, device=device, max_concurrent=max_concurrent,
+                                    poll_s=poll_s or (site_profile.poll_s if site_profile is not None else 2.0))
     cells = study.runnable_cells()
     waiting = study.waiting_cells()
     for cell in waiting:
@@ -163,7 +181,9 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
     t0 = time.perf_counter()
     if not cells:
         say("no runnable cells")
-        return _outcome(study, executor, out_dir, experiment_path, [], waiting, t0, 0, 0, 0, False)
+        outcome = _outcome(study, executor, out_dir, experiment_path, [], waiting, t0, 0, 0, 0, False)
+        _add_stage(outcome, stage)
+        return outcome
 
     started_ray = ray_init(ray_address, num_cpus=num_cpus)
     try:
@@ -240,6 +260,7 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
         outcome = _outcome(study, executor, out_dir, experiment_path, run_ids, waiting, t0, finished, failed,
                            stopped, interrupted)
         outcome.last_results = [dict(r.metrics or {}) for r in grid] if grid is not None else []
+        _add_stage(outcome, stage)
         if interrupted:
             say(f"interrupted: {finished} finished, {failed} failed; resume with --resume")
             raise KeyboardInterrupt
@@ -251,6 +272,12 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
             import ray
 
             ray.shutdown()
+
+
+def _add_stage(outcome: StudyOutcome, stage: Any) -> None:
+    if stage is not None:
+        outcome.synthetic_made = list(stage.made)
+        outcome.synthetic_failed = list(stage.failed)
 
 
 def make_watch():

@@ -24,6 +24,10 @@ synthetic:                       # where generator cells find their synthetic se
   pattern: "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{amount}"
   strategy: inverse-scarcity     # defaults for the `generator: [null, cvae, cgan]` grid shorthand
   fraction: 0.1
+  seed: 0                        # sampling seed of the sets --make-synthetic writes
+generators:                      # settings of the fits --make-synthetic runs: name -> config fields
+  cvae: {epochs: 200, batch_size: 64, early_stopping_patience: 10}
+  cgan: {epochs: 100, seed: 0}   # `seed` (default 0): the generator's own seed
 ```
 
 A request names a strategy of `medaug.generators.strategies` and its parameters; the
@@ -51,6 +55,15 @@ in the grid is shorthand for requests with the `synthetic:` defaults (null there
 means "no synthetic set"). A cell whose synthetic set does not exist yet still
 validates and lists in `--dry-run`; a run skips it and says which set it waits for.
 
+`medaug sweep --make-synthetic` makes those sets first (medaug/sweep/synthetic_stage.py):
+one generator fit per (dataset, size, data_options, generator) on exactly the train
+split the trials use, with the settings of `generators.<name>` (keys are the fields of
+that generator's config, `medaug generator list`; unknown names, keys or bad values
+are refused at their YAML path), checkpointed in OUT/generators/ and resumed when
+rerun; each fit writes every set (strategy) the study asks of it, sampled with
+`synthetic.seed`. A set that exists is never remade; a failed fit is reported and
+its cells keep waiting. `--dry-run --make-synthetic` lists the fits.
+
 `data_options` (a spec field) passes a data source's own options, e.g. the COVID
 sets' `{test_per_class: 200}`; they are checked against each cell's dataset.
 
@@ -74,7 +87,7 @@ from medaug.sweep import schema
 from medaug.sweep.schema import Doc, join
 
 TOP_KEYS = ("name", "description", "results", "base", "grid", "search", "num_samples", "scheduler", "resources",
-            "max_failures", "metric", "mode", "synthetic")
+            "max_failures", "metric", "mode", "synthetic", "generators")
 SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 REPORTED_METRICS = ("val_acc", "val_auc", "val_loss", "train_loss", "train_acc")
 SCHEDULERS = ("fifo", "asha")
@@ -143,7 +156,14 @@ class SyntheticRequest:
             return {"synthetic_per_real": self.synthetic_per_real}
         return {}
 
-    def synthesize_command(self, ref: str, dataset: str) -> str:
+    def make_strategy(self, dataset: str) -> Any:
+        """The `medaug.generators.strategies.Strategy` that makes this request's set for `dataset`."""
+        from medaug.generators.strategies import Strategy
+
+        return Strategy(name=self.strategy, fraction=self.fraction_for(dataset) if self.strategy == "inverse-scarcity"
+                        else None, classes=self.classes, count=self.count, synthetic_per_real=self.synthetic_per_real)
+
+    def synthesize_command(self, ref: str, dataset: str, seed: int = 0) -> str:
         """The `medaug synthesize` line that writes the set this request resolved to `ref`."""
         import shlex
 
@@ -155,7 +175,7 @@ class SyntheticRequest:
                   "ratio": f"--synthetic-per-real {self.synthetic_per_real}"}.get(self.strategy, "")
         return " ".join(part for part in (
             "medaug synthesize --checkpoint CHECKPOINT_DIR",
-            f"--strategy {self.strategy}", params, "--seed 0", f"--out {shlex.quote(store)}",
+            f"--strategy {self.strategy}", params, f"--seed {seed}", f"--out {shlex.quote(store)}",
             f"--group {shlex.quote(group)}") if part)
 
 
@@ -325,6 +345,10 @@ class Study:
     synthetic_root: str
     synthetic_pattern: str
     cells: tuple[Cell, ...] = field(default=())
+    # `generators:` (generator name -> config fields) and `synthetic.seed`: how
+    # `medaug sweep --make-synthetic` fits generators and samples the sets it makes.
+    generators: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    synthesize_seed: int = 0
 
     @property
     def searched_fields(self) -> tuple[str, ...]:
@@ -380,10 +404,12 @@ def load_study(path: str | Path) -> Study:
     description = schema.optional_string(doc, top.get("description"), "description") or ""
     results = schema.string(doc, top.get("results", f"results/{name}"), "results")
     synthetic_cfg = schema.mapping(doc, top.get("synthetic"), "synthetic",
-                                   allowed=("root", "pattern", "strategy", *REQUEST_PARAMS))
+                                   allowed=("root", "pattern", "strategy", "seed", *REQUEST_PARAMS))
     synthetic_root = schema.string(doc, synthetic_cfg.get("root", "synthetic"), "synthetic.root")
     pattern = schema.string(doc, synthetic_cfg.get("pattern", DEFAULT_PATTERN), "synthetic.pattern")
     _check_pattern(doc, pattern)
+    synthesize_seed = schema.integer(doc, synthetic_cfg.get("seed", 0), "synthetic.seed", minimum=0)
+    generators = _generators(doc, top.get("generators"), "generators")
     synthetic_root = str(Path(synthetic_root).expanduser().resolve())
 
     # defaults of the `generator:` grid shorthand: {generator: G, strategy, fraction | classes + count | ...}
@@ -404,7 +430,7 @@ def load_study(path: str | Path) -> Study:
     study = Study(name=name, source=doc.source, description=description, base=base, axes=axes, search=search,
                   num_samples=num_samples, scheduler=scheduler, resources=resources, results=results,
                   max_failures=max_failures, metric=metric, mode=mode, synthetic_root=synthetic_root,
-                  synthetic_pattern=pattern)
+                  synthetic_pattern=pattern, generators=generators, synthesize_seed=synthesize_seed)
     return dataclasses.replace(study, cells=_expand(doc, study))
 
 
@@ -553,6 +579,34 @@ def _fraction(doc: Doc, value: Any, where: str) -> float:
     except MedaugError as exc:
         raise doc.error(where, str(exc)) from None
     return f
+
+
+def _generators(doc: Doc, value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """`generators:` name -> config fields, each checked by that generator's config class
+    (`Generator.make_config`): an unknown generator, unknown field or bad value is
+    refused at its YAML path."""
+    from medaug.generators import GENERATORS
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in schema.mapping(doc, value, where).items():
+        w = join(where, name)
+        if name not in GENERATORS:
+            raise doc.error(w, f"unknown generator{schema.did_you_mean(name, GENERATORS.names())}; expected one "
+                            f"of: {', '.join(GENERATORS.names())}")
+        cls = GENERATORS.get(name)
+        fields = schema.mapping(doc, raw, w)
+        known = cls.config_class.field_names()
+        for key in fields:
+            if key not in known:
+                raise doc.error(join(w, key), f"not a {name} setting{schema.did_you_mean(key, known)}; "
+                                f"expected some of: {', '.join(known)}")
+        try:
+            cls.make_config(fields)
+        except MedaugError as exc:
+            bad = re.search(r"field '([A-Za-z0-9_]+)'", str(exc))
+            raise doc.error(join(w, bad.group(1)) if bad and bad.group(1) in fields else w, str(exc)) from None
+        out[name] = dict(fields)
+    return out
 
 
 def _generator_name(doc: Doc, value: Any, where: str) -> str:
