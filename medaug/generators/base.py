@@ -38,6 +38,7 @@ from torch import nn
 from medaug import __version__
 from medaug.data.imageset import ImageSet
 from medaug.errors import MedaugError
+from medaug.hashing import file_digest
 from medaug.registry import Registry
 from medaug.store.atomic import atomic_write, atomic_write_text
 
@@ -162,14 +163,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.detach().float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or exc.__class__.__name__
 
@@ -256,7 +249,7 @@ class Generator(ABC):
     # -- training -------------------------------------------------------------------
 
     def fit(self, train: ImageSet, out_dir: str | Path, *, val: ImageSet | None = None, resume: bool = False,
-            quiet: bool = True, provenance: Mapping[str, str] | None = None, plots: bool = True) -> Path:
+            quiet: bool = True, provenance: Mapping[str, Any] | None = None, plots: bool = True) -> Path:
         """Train on `train` (a TRAIN split) and return the checkpoint folder out_dir/checkpoint.
 
         `val` is used only for early stopping (VAEs); `resume` continues from the last
@@ -453,7 +446,7 @@ def read_checkpoint_state(ckpt_dir: Path, meta: Mapping[str, Any], device: torch
     path = Path(ckpt_dir) / STATE_FILE
     if not path.is_file():
         raise MedaugError(f"{ckpt_dir}: checkpoint has no {STATE_FILE}")
-    if sha256_file(path) != meta["state_sha256"]:
+    if file_digest(path) != meta["state_sha256"]:
         raise MedaugError(f"{path}: sha256 differs from {META_FILE} "
                           "(corrupted, truncated or interrupted while writing)")
     try:
@@ -469,7 +462,7 @@ def checkpoint_hash(ckpt_dir: str | Path) -> str:
     """The checkpoint's identity: sha256 of its state.pt (verified against generator.json)."""
     meta = read_checkpoint_meta(ckpt_dir)
     path = Path(ckpt_dir) / STATE_FILE
-    if not path.is_file() or sha256_file(path) != meta["state_sha256"]:
+    if not path.is_file() or file_digest(path) != meta["state_sha256"]:
         raise MedaugError(f"{ckpt_dir}: {STATE_FILE} missing or its sha256 differs from {META_FILE}")
     return meta["state_sha256"]
 

@@ -1,7 +1,16 @@
 """`medaug generator ...`: train generative augmenters from the command line.
 
     medaug generator fit --dataset breastmnist --generator cvae --epochs 200 --seed 0 --out runs/cvae
+    medaug generator fit --dataset covid19-radiography --size 128 --generator stylegan2ada \
+        --set kimg=500 --set fid_kimg=50 --data-option test_per_class=200 --out runs/sg
     medaug generator list
+
+`--dataset` is any source of `medaug.data.sources` at a `--size` that both the source
+provides and the generator accepts (checked first, see medaug/generators/data.py).
+StyleGAN2-ADA with `--set fid_kimg=K` logs FID every K kimg (stats.jsonl, status
+lines): through Inception-v3 when `--set fid_inception_weights=PATH` names a local
+weights file, else through the default extractor of `generator eval` (penultimate
+layer of a CNN trained on the real train split, cached in OUT/generator-eval/).
 
 Other areas add subcommands to the same `generator` group either from their own
 `add_commands(subparsers)` (listed in medaug/cli.py's COMMAND_MODULES):
@@ -22,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -64,21 +72,33 @@ def _add_fit(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("fit", help="train a generator on a data set's train split",
                          description="Train a generator on the TRAIN split (val only for early stopping); "
                                      "checkpoints every epoch in OUT/checkpoint, loss tables and figures in OUT.")
-    p.add_argument("--dataset", required=True, help="MedMNIST 2D data set, e.g. breastmnist")
+    p.add_argument("--dataset", required=True,
+                   help="a registered data set: a MedMNIST 2D set (e.g. breastmnist), covid19-radiography, "
+                        "covid19-radiography-4class, isic2019")
     p.add_argument("--generator", required=True,
                    help="cvae, jvae, cgan, dcgan, cwgan-gp, vaegan, ... (see `medaug generator list`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoint/, losses_*.csv, *.png)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the generator's)")
     p.add_argument("--seed", type=int, default=0, help="seed of initial weights and every random draw (default 0)")
-    p.add_argument("--size", type=int, default=28, choices=(28, 64), help="image size in px (default 28)")
+    p.add_argument("--size", type=int, default=28,
+                   help="image size in px (default 28); must be one the data set provides and the generator "
+                        "accepts (MedMNIST: 28, 64, ...; folder sets are resized on load)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the generator's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the generator's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other config field, e.g. --set width=0.5 --set early_stopping_patience=20")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpointed in --out")
     p.add_argument("--data-root", metavar="DIR", default=None,
-                   help="folder holding the MedMNIST npz files (default: $MEDAUG_DATA_ROOT, else ~/.medmnist)")
-    p.add_argument("--download", action="store_true", help="download a missing npz (online only)")
+                   help="folder holding the data (MedMNIST npz files, the COVID-19 radiography folder, ISIC 2019; "
+                        "default: $MEDAUG_DATA_ROOT, else ~/.medmnist)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the data source, value as JSON, e.g. --data-option test_per_class=100 "
+                        "(COVID); recorded in the checkpoint so synthesize/eval reload the same splits")
+    p.add_argument("--download", action="store_true", help="download a missing MedMNIST npz (online only)")
+    p.add_argument("--fid-classifier-epochs", type=int, default=20, metavar="N",
+                   help="stylegan2ada with --set fid_kimg=K and no fid_inception_weights: epochs of the reference "
+                        "classifier whose penultimate layer is the FID extractor (trained on the real train split, "
+                        "cached in OUT/generator-eval/reference; default 20, as `generator eval`)")
     p.add_argument("--no-verify-md5", dest="verify_md5", action="store_false", help="skip the npz md5 check")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no per-epoch status lines")
@@ -102,27 +122,25 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _init_distributed(device_arg: str) -> str:
-    """Under torchrun, join the process group; returns the device this rank should use."""
-    import torch
-    import torch.distributed as dist
+FIT_GROUP_TIMEOUT_S = 3600.0  # rank 0 may first train the FID reference classifier while the others wait
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return device_arg
-    use_cuda = torch.cuda.is_available() and device_arg in ("auto", "cuda")
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
-    return "cpu" if device_arg == "auto" else device_arg
+
+def _join_process_group(device_arg: str) -> str:
+    """Under torchrun or a multi-task SLURM step, join the process group (gloo for
+    --device cpu, else NCCL when CUDA is present); returns this rank's device."""
+    from medaug.train.distributed import init_distributed
+
+    info = init_distributed(backend="gloo" if device_arg == "cpu" else None, timeout_s=FIT_GROUP_TIMEOUT_S)
+    if info.distributed and device_arg in ("auto", "cuda"):
+        return info.device()
+    return device_arg
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
-    from medaug.data.medmnist import load_medmnist
+    from medaug.commands.common import parse_data_options
     from medaug.generators import GENERATORS, resolve_device
+    from medaug.generators.data import check_fit_size, checked_data_options, load_splits
+    from medaug.train.distributed import cleanup_distributed
 
     cls = GENERATORS.get(args.generator)
     overrides = parse_sets(args.set)
@@ -131,18 +149,52 @@ def run_fit(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     config = cls.make_config(overrides, seed=args.seed)
     resolve_device(args.device)  # refuse a bad --device before loading anything
-    splits = load_medmnist(args.dataset, size=args.size, root=args.data_root, download_missing=args.download,
-                           verify=args.verify_md5)
+    check_fit_size(cls.name, args.dataset, args.size)
+    options = checked_data_options(args.dataset, parse_data_options(args.data_option))
+    if args.fid_classifier_epochs < 1:
+        raise MedaugError(f"--fid-classifier-epochs {args.fid_classifier_epochs}: expected an integer >= 1")
     out = Path(args.out)
     if not args.resume and (out / "checkpoint" / "generator.json").exists():
         raise MedaugError(f"{out}: already holds a generator checkpoint; pass --resume or choose another --out")
-    device = _init_distributed(args.device)
+    if args.resume and not (out / "checkpoint" / "generator.json").is_file():
+        raise MedaugError(f"{out}: nothing to resume (no checkpoint/generator.json)")
+    splits = load_splits(args.dataset, args.size, args.data_root, download=args.download,
+                         verify_md5=args.verify_md5, options=options)
+    device = _join_process_group(args.device)
+    try:
+        return _fit(args, cls, config, splits, options, out, device)
+    finally:
+        cleanup_distributed()
+
+
+def _fit(args: argparse.Namespace, cls: Any, config: Any, splits: Any, options: dict[str, Any], out: Path,
+         device: str) -> int:
+    import torch.distributed as dist
+
     gen = cls(splits.train.channels, splits.train.size, splits.train.num_classes, config, device=device)
-    ckpt = gen.fit(splits.train, out, val=splits.val, resume=args.resume, quiet=args.quiet,
-                   provenance={"version": splits.version, "md5": splits.md5})
+    if _wants_default_fid(gen) and (not dist.is_initialized() or dist.get_rank() == 0):
+        from medaug.generators.evaluate import default_fid_extractor
+
+        gen.fid_extractor = default_fid_extractor(splits, out, gen.device, epochs=args.fid_classifier_epochs,
+                                                  quiet=args.quiet)
+        if not args.quiet:
+            print(f"{gen.name}: FID every {gen.config.fid_kimg:g} kimg with {gen.fid_extractor.describe()} "
+                  "(penultimate layer of a classifier trained on the real train split)", file=sys.stdout)
+    provenance: dict[str, Any] = {"version": splits.version, "md5": splits.md5}
+    if options:
+        provenance["data_options"] = options
+    ckpt = gen.fit(splits.train, out, val=splits.val, resume=args.resume, quiet=args.quiet, provenance=provenance)
     if not args.quiet and (not dist.is_initialized() or dist.get_rank() == 0):
         print(f"{gen.name} on {splits.name}: {gen.epoch} epochs; checkpoint {ckpt}", file=sys.stdout)
     return 0
+
+
+def _wants_default_fid(gen: Any) -> bool:
+    """A generator with periodic FID switched on (``fid_kimg`` > 0) but no Inception weights
+    gets the default extractor; one with ``fid_inception_weights`` builds Inception itself."""
+    cfg = gen.config
+    return (hasattr(gen, "fid_extractor") and float(getattr(cfg, "fid_kimg", 0) or 0) > 0
+            and not getattr(cfg, "fid_inception_weights", ""))
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -32,7 +32,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rows go to DIR/generator-eval/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing row of the same evaluation")
     p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding the MedMNIST npz files (default: $MEDAUG_DATA_ROOT, else ~/.medmnist)")
+                   help="folder holding the checkpoint's data set (MedMNIST npz files, COVID-19 radiography, "
+                        "ISIC 2019; default: $MEDAUG_DATA_ROOT, else ~/.medmnist)")
     p.add_argument("--no-verify-md5", dest="verify_md5", action="store_false",
                    help="accept an npz whose md5 differs from medmnist INFO (the train hash is still checked)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")

@@ -164,6 +164,23 @@ def make_extractor(options: EvalOptions, reference: Reference, device: torch.dev
     return ClassifierFeatures(reference.model, name=f"classifier:{options.classifier}", device=device)
 
 
+def default_fid_extractor(splits: DatasetSplits, out_dir: str | Path, device: torch.device | str | None = "auto",
+                          *, classifier: str = "cnn", epochs: int = 20, quiet: bool = True):
+    """The default, no-download FID extractor for `splits`: the penultimate layer of the
+    reference classifier trained on the real train split (cached in
+    OUT/generator-eval/reference/, shared with `generator eval --out OUT`, so FIDs logged
+    during training and those of a later evaluation use the same features).
+
+    StyleGAN2-ADA's periodic FID (`medaug generator fit --set fid_kimg=K`) uses it.
+    """
+    from medaug.generators.base import resolve_device
+
+    options = EvalOptions(classifier=classifier, classifier_epochs=epochs)
+    dev = resolve_device(device)
+    reference = reference_classifier(splits, options, Path(out_dir), dev, quiet=quiet)
+    return make_extractor(options, reference, dev)
+
+
 def eval_id(generator: str, dataset: str, size: int, ckpt_hash: str, extractor: str, n: int, seed: int,
             tstr: bool) -> str:
     return f"{generator}-{dataset}-{size}-{ckpt_hash[:8]}-{extractor}-n{n}-s{seed}{'-tstr' if tstr else ''}"
@@ -179,7 +196,8 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     from medaug import __version__
     from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
     from medaug.generators.base import load_generator, read_checkpoint_meta, resolve_device
-    from medaug.generators.synthesize import check_train_matches, checkpoint_content_hash, load_real_splits
+    from medaug.generators.data import splits_of_checkpoint
+    from medaug.generators.synthesize import check_train_matches, checkpoint_content_hash
     from medaug.metrics import generative as gm
 
     t0 = time.perf_counter()
@@ -192,7 +210,7 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
 
         load_inception(options.inception_weights)  # refuse bad weights before any training  # type: ignore[arg-type]
     if splits is None:
-        splits = load_real_splits(meta["dataset"].get("name", ""), meta["size"], data_root, verify_md5=verify_md5)
+        splits = splits_of_checkpoint(meta, data_root, verify_md5=verify_md5)
     train, test = splits.train, splits.test
     check_train_matches(meta, train, ckpt)
     n = min(options.n, len(train), len(test))

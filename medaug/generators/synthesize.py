@@ -48,13 +48,6 @@ def checkpoint_content_hash(ckpt_dir: str | Path) -> str:
     return hashlib.sha256((Path(ckpt_dir) / META_FILE).read_bytes()).hexdigest()[:16]
 
 
-def load_real_splits(dataset: str, size: int, data_root: str | Path | None = None, *, verify_md5: bool = True) -> DatasetSplits:
-    """The real data set a checkpoint names (MedMNIST 2D sets for now)."""
-    from medaug.data.medmnist import load_medmnist
-
-    return load_medmnist(dataset, size, root=data_root, download_missing=False, verify=verify_md5)
-
-
 def check_train_matches(meta: dict[str, Any], train: ImageSet, ckpt_dir: Path) -> None:
     """Refuse real data whose train split is not the one the generator was trained on."""
     ds = meta.get("dataset", {})
@@ -80,14 +73,15 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
                device: str | None = "auto", verify_md5: bool = True) -> SynthesisResult:
     """Generate a set from `checkpoint` by `strategy` and write it to `out#group`.
 
-    `splits` (the real data) defaults to loading the checkpoint's MedMNIST set from
-    `data_root`. Raises MedaugError, with nothing written, for a corrupted
+    `splits` (the real data) defaults to loading the checkpoint's data set (name, size
+    and source options as recorded at fit time) from `data_root`. Raises MedaugError, with nothing written, for a corrupted
     checkpoint, data that is not the generator's train split, a bad strategy, an
     existing group, or a generator that cannot do what the strategy needs.
     """
     from medaug import __version__
     from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
     from medaug.generators.base import load_generator, read_checkpoint_meta
+    from medaug.generators.data import splits_of_checkpoint
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise MedaugError(f"--seed {seed!r}: expected an integer >= 0")
@@ -95,7 +89,7 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
     meta = read_checkpoint_meta(ckpt)
     ckpt_hash = checkpoint_content_hash(ckpt)
     if splits is None:
-        splits = load_real_splits(meta["dataset"].get("name", ""), meta["size"], data_root, verify_md5=verify_md5)
+        splits = splits_of_checkpoint(meta, data_root, verify_md5=verify_md5)
     train = splits.train
     check_train_matches(meta, train, ckpt)
     class_counts = train.class_counts()

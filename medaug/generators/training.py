@@ -77,7 +77,7 @@ def check_fit_data(gen: Generator, train: ImageSet, val: ImageSet | None) -> Non
 
 
 def train_generator(gen: Generator, train: ImageSet, out_dir: Path, *, val: ImageSet | None = None,
-                    resume: bool = False, quiet: bool = True, provenance: Mapping[str, str] | None = None,
+                    resume: bool = False, quiet: bool = True, provenance: Mapping[str, Any] | None = None,
                     plots: bool = True) -> Path:
     """Fit `gen` on `train`; write checkpoints and logs under `out_dir`; return the checkpoint folder."""
     cfg = gen.config

@@ -113,10 +113,6 @@ class ClassifierFeatures(FeatureExtractor):
         return captured[-1].float()
 
 
-def sha256_file(path: Path) -> str:
-    return file_digest(path, "sha256")
-
-
 def load_inception(weights: str | Path) -> nn.Module:
     """torchvision Inception-v3 with the state dict in `weights` (local file only), fc removed.
 
@@ -158,7 +154,7 @@ class InceptionFeatures(FeatureExtractor):
         super().__init__(model, device)
         self.name = "inception-v3"
         self.input_size = INCEPTION_SIZE  # tests may lower it (>= 75 px) to run fast
-        self.digest = sha256_file(Path(weights).expanduser())[:16]
+        self.digest = file_digest(Path(weights).expanduser())[:16]
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 

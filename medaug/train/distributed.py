@@ -24,8 +24,10 @@ Where the variables come from, in this order:
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import random
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -135,12 +137,20 @@ def is_main_process() -> bool:
 
 
 def cleanup_distributed() -> None:
-    """Destroy the process group (after a barrier, so no rank leaves while others still talk)."""
+    """Destroy the process group; call it in a `finally`. On a normal exit a barrier comes
+    first, so no rank leaves while others still talk (gloo aborts at interpreter exit
+    otherwise); while an exception propagates there is no barrier: a failed rank must
+    not wait for the others until the group's timeout."""
     if dist.is_available() and dist.is_initialized():
         try:
-            dist.barrier()
+            if sys.exc_info()[0] is None:
+                dist.barrier()
         finally:
             dist.destroy_process_group()
+            # Objects that still refer to the group (work handles in reference cycles) keep
+            # its gloo threads alive; left to interpreter shutdown they abort the process
+            # ("terminate called without an active exception") after all work is done.
+            gc.collect()
 
 
 def _smoke_check() -> None:

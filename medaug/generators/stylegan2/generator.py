@@ -169,7 +169,7 @@ class StyleGAN2ADA(Generator):
     # -- training ---------------------------------------------------------------------------------
 
     def fit(self, train: ImageSet, out_dir: str | Path, *, val: ImageSet | None = None, resume: bool = False,
-            quiet: bool = True, provenance: Mapping[str, str] | None = None, plots: bool = True) -> Path:
+            quiet: bool = True, provenance: Mapping[str, Any] | None = None, plots: bool = True) -> Path:
         """Train for ``kimg`` (or ``epochs``) on ``train``; returns out_dir/checkpoint.
 
         The kimg loop of training_loop.py (not the epoch loop shared by the other

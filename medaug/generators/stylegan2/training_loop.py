@@ -343,7 +343,16 @@ def make_fid_fn(extractor: Extractor) -> FidFn:
             cache["real"] = extractor(real)
         return float(frechet_distance(cache["real"], extractor(fake)))
 
+    fid.extractor = extractor_label(extractor)  # type: ignore[attr-defined]
     return fid
+
+
+def extractor_label(extractor: Extractor) -> str:
+    """How stats rows name a FID extractor: NAME@DIGEST for medaug's extractors."""
+    describe = getattr(extractor, "describe", None)
+    if callable(describe):
+        return str(describe())
+    return str(getattr(extractor, "__name__", type(extractor).__name__))
 
 
 def resolve_fid(gen: StyleGAN2ADA) -> tuple[FidFn | None, str]:
@@ -385,7 +394,7 @@ def _read_stats(path: Path, upto_kimg: float) -> list[dict[str, Any]]:
 
 
 def run_training(gen: StyleGAN2ADA, train: ImageSet, out_dir: Path, *, val: ImageSet | None = None,
-                 resume: bool = False, quiet: bool = True, provenance: Mapping[str, str] | None = None,
+                 resume: bool = False, quiet: bool = True, provenance: Mapping[str, Any] | None = None,
                  plots: bool = True, fid_fn: FidFn | None = None,
                  on_step: Callable[[StyleGAN2Trainer, dict[str, float]], None] | None = None) -> Path:
     """Fit ``gen`` on ``train``; returns out_dir/checkpoint. See the module docstring."""
@@ -463,6 +472,7 @@ def run_training(gen: StyleGAN2ADA, train: ImageSet, out_dir: Path, *, val: Imag
             row["ada_rt"] = trainer.ada.last_rt if trainer.ada is not None else None
             if want_fid and fid_fn is not None:
                 row["fid"] = _fid(gen, train, fid_fn)
+                row["fid_extractor"] = getattr(fid_fn, "extractor", "custom")
             rows.append(row)
             gen.loop_state.update(tick=tick, nimg=after, augment_p=trainer.p)
             if rank == 0:
@@ -546,6 +556,7 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, channels: int, size: int, num_classes: int, config: dict[str, Any],
             train: ImageSet, out_dir: str, device: str, resume: bool, quiet: bool, plots: bool) -> None:
     from medaug.generators.stylegan2.generator import StyleGAN2ADA
+    from medaug.train.distributed import cleanup_distributed
 
     if device == "cuda":
         torch.cuda.set_device(rank)
@@ -560,4 +571,4 @@ def _worker(rank: int, world: int, channels: int, size: int, num_classes: int, c
         gen = StyleGAN2ADA(channels, size, num_classes, config, device=dev)
         gen.fit(train, Path(out_dir), resume=resume, quiet=quiet or rank != 0, plots=plots)
     finally:
-        dist.destroy_process_group()
+        cleanup_distributed()
