@@ -42,6 +42,18 @@ def make_medmnist_npz(path: Path, *, n: tuple[int, int, int] = (60, 20, 20), siz
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread: tiny nets gain nothing from more, and on a shared 2-core
+    machine two spinning OpenMP threads per process make steps ~20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_root(tmp_path: Path) -> Path:
     """A data root with a tiny 1-channel binary 'breastmnist' and 3-channel 9-class 'pathmnist'."""
     root = tmp_path / "data"

@@ -93,15 +93,6 @@ def test_bad_channels_or_classes_are_refused(field, args):
         build_classifier("cnn", *args, 28)
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: these tests share 2 cores with other processes (oversubscription is slow)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_a_few_sgd_steps_lower_the_loss(name, one_thread):
     gen = torch.Generator().manual_seed(0)

@@ -28,12 +28,7 @@ from medaug.generators.vae import ConditionalVAE, JointVAE
 from test_generators_models import TINY, tiny, tiny_set
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

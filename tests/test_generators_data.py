@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import make_medmnist_npz
 from medaug.data import sources
@@ -21,12 +20,7 @@ from test_data_folders import make_isic
 from test_generators_core import run_cli
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_accepted_sizes_are_generator_sizes_the_source_provides(monkeypatch):

@@ -19,14 +19,7 @@ GANS = ("cgan", "dcgan", "cwgan-gp")
 TINY = {"width": 0.125, "batch_size": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny nets gain nothing from more, and on a shared 2-core
-    machine two spinning OpenMP threads per process make steps ~20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_set(n: int = 16, channels: int = 1, size: int = 28, classes: int = 2, seed: int = 0,

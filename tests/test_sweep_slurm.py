@@ -176,8 +176,8 @@ def _release_requeued(job) -> None:
         time.sleep(2)
 
 
-def test_job_reaching_its_time_limit_is_requeued_and_ends_like_an_uninterrupted_run(  # noqa: F811
-        tmp_path, slurm_cluster, tiny_data, reference_row):
+def test_job_reaching_its_time_limit_is_requeued_and_ends_like_an_uninterrupted_run(
+        tmp_path, slurm_cluster, tiny_data, reference_row):  # noqa: F811
     """A real time limit, no signal sent by hand: a 3-minute job whose epochs (paused
     40 s each) need ~130 s, with USR2 asked for 90 s before the end. SLURM sends it up
     to 60 s early (its documented resolution), so it comes 30-90 s into the job, after
@@ -196,8 +196,8 @@ def test_job_reaching_its_time_limit_is_requeued_and_ends_like_an_uninterrupted_
         assert row[key] == reference_row[key], key
 
 
-def test_job_past_its_timeout_requeue_limit_ends_unfinished_and_keeps_its_state(  # noqa: F811
-        tmp_path, slurm_cluster, tiny_data):
+def test_job_past_its_timeout_requeue_limit_ends_unfinished_and_keeps_its_state(
+        tmp_path, slurm_cluster, tiny_data):  # noqa: F811
     """max_num_timeout 0: the first time-out is the last. submitit ends the job without
     a requeue; no result row is written, and the epochs saved so far stay on disk for a
     later `--resume`."""
@@ -218,8 +218,8 @@ def _driver(study: Path, out: Path, tiny: Path, site: Path, *extra: str) -> subp
                             start_new_session=True, cwd=REPO)
 
 
-def test_ctrl_c_cancels_jobs_then_resume_after_kill_reruns_nothing_finished(tmp_path, slurm_cluster,  # noqa: F811
-                                                                           tiny_data):
+def test_ctrl_c_cancels_jobs_then_resume_after_kill_reruns_nothing_finished(
+        tmp_path, slurm_cluster, tiny_data):  # noqa: F811
     study = write(tmp_path / "resume.yaml", """
 name: slurm-resume
 base: {dataset: breastmnist, epochs: 3, batch_size: 16, lr: 0.1}
