@@ -198,3 +198,51 @@ time.sleep(600)
     time.sleep(1.5)
     assert json.loads(meta.read_text())["epoch"] == epochs < 100000
     assert not (fit_dir / RESULT_FILE).exists()
+
+
+@pytest.mark.slurm
+def test_a_slurm_fit_outlives_its_killed_driver_and_the_rerun_waits_for_it(tmp_path, slurm_cluster,  # noqa: F811
+                                                                           tiny_data):  # noqa: F811
+    """kill -9 of the driver while its fit runs as a SLURM job: the job goes on, and the
+    rerun re-attaches to it (no second submission) and collects the set it writes."""
+    import signal
+    import subprocess
+    import sys
+
+    from medaug.sweep.site import load_site
+    from medaug.sweep.slurm import is_active, job_status
+    from medaug.sweep.synthetic_stage import make_synthetic_sets
+    from sweep_helpers import wait_for
+
+    first = max((int(j) for j in sacct_jobs()), default=0)
+    # ~100 epochs/s: ~30 s of fitting, long enough to kill the driver and start another
+    study_file = _study(tmp_path, "ra", "  class-mean-noise: {epochs: 3000}", grid="[class-mean-noise]",
+                        resources="{cpus: 1, time: 10, mem: 500M}")
+    site, out = site_file(tmp_path), tmp_path / "out"
+    driver = subprocess.Popen([sys.executable, "-c", f"""
+from medaug.sweep.site import load_site
+from medaug.sweep.study import load_study
+from medaug.sweep.synthetic_stage import make_synthetic_sets
+make_synthetic_sets(load_study({str(study_file)!r}), "slurm", __import__("pathlib").Path({str(out)!r}), print,
+                    site=load_site({str(site)!r}), data_root={str(tiny_data)!r}, verify_md5=False)
+"""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fit_dir = fit_folder(out, "breastmnist", 28, {}, "class-mean-noise")
+    record = fit_dir / "slurm" / "job.json"
+    try:
+        wait_for(lambda: record.is_file() and job_status(json.loads(record.read_text())["job_id"])[0] == "RUNNING",
+                 120, "the fit's SLURM job to run")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    job_id = json.loads(record.read_text())["job_id"]
+    assert is_active(job_status(job_id)[0]) and not (fit_dir / RESULT_FILE).exists()
+
+    log: list[str] = []
+    outcome = make_synthetic_sets(load_study(study_file), "slurm", out, log.append, site=load_site(site),
+                                  data_root=tiny_data, verify_md5=False, poll_s=0.5)
+    study = load_study(study_file)
+    assert outcome.made == [study.cells[0].synthetic] and outcome.failed == [], log
+    assert json.loads(record.read_text())["job_id"] == job_id
+    fits = [j for j, (name, _, _) in sacct_jobs(first).items() if name.endswith("-fit-breastmnist_28-class-mean-noise")]
+    assert fits == [job_id]
+    assert json.loads((fit_dir / "checkpoint" / "generator.json").read_text())["epoch"] == 3000
