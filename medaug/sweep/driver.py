@@ -253,6 +253,8 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
                 _cancel_leftovers(out_dir, say)
             raise
         interrupted = interrupted or watch.interrupted or grid is None
+        if executor == "slurm" and interrupted:
+            _cancel_leftovers(out_dir, say)  # before the outcomes, which wait for jobs to settle
         finished, failed, stopped, run_ids = _record_outcomes(grid, opts, study, executor, interrupted,
                                                               watch.failures)
         if executor == "slurm":
@@ -346,16 +348,19 @@ def _record_outcomes(grid: Any, opts: RunOptions, study: Study, executor: str, i
             finished += 1
             continue
         metrics = result.metrics or {}
-        context = {"executor": executor, "study": study.name, "trial_id": metrics.get("trial_id")
-                   or _trial_id_from_path(result.path)}
-        context.update(_slurm_context(opts, spec.run_id))
+        trial_id = metrics.get("trial_id") or _trial_id_from_path(result.path)
+
+        def context() -> dict[str, Any]:  # only for a row written: it waits for the job's final state
+            return {"executor": executor, "study": study.name, "trial_id": trial_id,
+                    **_slurm_context(opts, spec.run_id)}
+
         if result.error is not None:
-            n = failures.get(str(context["trial_id"]), 0)
+            n = failures.get(str(trial_id), 0)
             attempts = f"failed after {n} attempts: " if n else ""
-            write_outcome_row(opts, spec, "failed", error=attempts + _error_text(result.error), context=context)
+            write_outcome_row(opts, spec, "failed", error=attempts + _error_text(result.error), context=context())
             failed += 1
         elif metrics and not interrupted:
-            write_outcome_row(opts, spec, "stopped", context=context)
+            write_outcome_row(opts, spec, "stopped", context=context())
             stopped += 1
     return finished, failed, stopped, run_ids
 
