@@ -248,6 +248,7 @@ class Generator(ABC):
 
     # -- training -------------------------------------------------------------------
 
+    @abstractmethod
     def fit(self, train: ImageSet, out_dir: str | Path, *, val: ImageSet | None = None, resume: bool = False,
             quiet: bool = True, provenance: Mapping[str, Any] | None = None, plots: bool = True) -> Path:
         """Train on `train` (a TRAIN split) and return the checkpoint folder out_dir/checkpoint.
@@ -255,11 +256,9 @@ class Generator(ABC):
         `val` is used only for early stopping (VAEs); `resume` continues from the last
         epoch checkpointed in out_dir; `provenance` adds the data set's version/md5 to
         the checkpoint; `plots` draws loss curves and a sample montage at the end.
+        Each kind of training has one loop: `training.EpochGenerator` (the epoch loop
+        of the VAEs, GANs and the baseline) or StyleGAN2-ADA's kimg loop.
         """
-        from medaug.generators.training import train_generator
-
-        return train_generator(self, train, Path(out_dir), val=val, resume=resume, quiet=quiet,
-                               provenance=provenance, plots=plots)
 
     @abstractmethod
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -477,6 +476,25 @@ def load_generator(ckpt_dir: str | Path, device: torch.device | str | None = "au
     if expect is not None and meta["name"] != expect:
         raise MedaugError(f"{ckpt_dir}: holds a {meta['name']!r} generator, not {expect!r}")
     return GENERATORS.get(meta["name"]).load(ckpt_dir, device=device)
+
+
+def check_fit_data(gen: Generator, train: ImageSet, val: ImageSet | None) -> None:
+    """Refuse splits the generator was not built for (shapes, multi-label, not a train split); every loop calls it."""
+    for split in (train, val):
+        if split is None:
+            continue
+        where = f"{split.name}/{split.split}"
+        if split.multi_label:
+            raise MedaugError(f"{where}: generators model single-label data; {split.task!r} is multi-label")
+        if (split.channels, split.size, split.num_classes) != (gen.channels, gen.size, gen.num_classes):
+            raise MedaugError(
+                f"{where}: {split.channels} channels, {split.size} px, {split.num_classes} classes; "
+                f"the {gen.name} generator was built for {gen.channels}, {gen.size}, {gen.num_classes}"
+            )
+    if train.split != "train":
+        raise MedaugError(f"{train.name}/{train.split}: generators are fitted on a train split only")
+    if len(train) < 2:
+        raise MedaugError(f"{train.name}/train: needs at least 2 images, has {len(train)}")
 
 
 def split_batches(index: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from medaug.generators.base import GENERATORS, Generator, GeneratorConfig
+from medaug.generators.base import GENERATORS, GeneratorConfig
+from medaug.generators.training import EpochGenerator
 
 
 class ClassMoments(nn.Module):
@@ -52,7 +53,7 @@ class ClassMoments(nn.Module):
 
 
 @GENERATORS.register("class-mean-noise")
-class ClassMeanNoise(Generator):
+class ClassMeanNoise(EpochGenerator):
     """Per-class mean image + per-pixel Gaussian noise of the class's pixel std (baseline)."""
 
     name: ClassVar[str] = "class-mean-noise"

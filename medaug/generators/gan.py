@@ -24,8 +24,9 @@ from torch import nn
 
 from medaug.errors import MedaugError
 from medaug.generators import distributed as ddp
-from medaug.generators.base import GENERATORS, Generator, GeneratorConfig, split_batches
+from medaug.generators.base import GENERATORS, GeneratorConfig, split_batches
 from medaug.generators.nets import ConvDiscriminator, ConvGenerator, crop_to, dcgan_init, one_hot, pad_to
+from medaug.generators.training import EpochGenerator
 
 LOSSES = ("bce", "hinge", "wasserstein")
 
@@ -69,7 +70,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Te
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
-class GANGenerator(Generator):
+class GANGenerator(EpochGenerator):
     """One generator G and one discriminator D (or one pair per class), Adam each."""
 
     kind: ClassVar[str] = "gan"

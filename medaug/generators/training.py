@@ -17,6 +17,10 @@ Read top to bottom, a fit is:
 Randomness of epoch e comes only from (config.seed, e, rank), so a run resumed from
 the checkpoint of epoch e ends bit-identical on CPU to one that never stopped,
 without saving RNG state; the caller's global RNG is left as it was (fork_rng).
+
+Layering: this module sits above `base` (the interface and checkpoints) and below the
+generators trained by epochs (vae, gan, vaegan, baseline), which subclass
+`EpochGenerator`; `base` never imports it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from medaug.generators.base import (
     CHECKPOINT_DIR,
     META_FILE,
     Generator,
+    check_fit_data,
     read_checkpoint_meta,
     read_checkpoint_state,
     to_float,
@@ -53,27 +58,24 @@ MONTAGE_FILE = "samples.png"
 VAL_BATCH = 256
 
 
+class EpochGenerator(Generator):
+    """A generator trained by the shared epoch loop below (`train_generator`)."""
+
+    def fit(self, train: ImageSet, out_dir: str | Path, *, val: ImageSet | None = None, resume: bool = False,
+            quiet: bool = True, provenance: Mapping[str, Any] | None = None, plots: bool = True) -> Path:
+        """Train on `train` (a TRAIN split) and return the checkpoint folder out_dir/checkpoint.
+
+        `val` is used only for early stopping (VAEs); `resume` continues from the last
+        epoch checkpointed in out_dir; `provenance` adds the data set's version/md5 to
+        the checkpoint; `plots` draws loss curves and a sample montage at the end.
+        """
+        return train_generator(self, train, Path(out_dir), val=val, resume=resume, quiet=quiet,
+                               provenance=provenance, plots=plots)
+
+
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """The seed of every random draw in one epoch on one rank."""
     return (seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % (2**63 - 1)
-
-
-def check_fit_data(gen: Generator, train: ImageSet, val: ImageSet | None) -> None:
-    for split in (train, val):
-        if split is None:
-            continue
-        where = f"{split.name}/{split.split}"
-        if split.multi_label:
-            raise MedaugError(f"{where}: generators model single-label data; {split.task!r} is multi-label")
-        if (split.channels, split.size, split.num_classes) != (gen.channels, gen.size, gen.num_classes):
-            raise MedaugError(
-                f"{where}: {split.channels} channels, {split.size} px, {split.num_classes} classes; "
-                f"the {gen.name} generator was built for {gen.channels}, {gen.size}, {gen.num_classes}"
-            )
-    if train.split != "train":
-        raise MedaugError(f"{train.name}/{train.split}: generators are fitted on a train split only")
-    if len(train) < 2:
-        raise MedaugError(f"{train.name}/train: needs at least 2 images, has {len(train)}")
 
 
 def train_generator(gen: Generator, train: ImageSet, out_dir: Path, *, val: ImageSet | None = None,

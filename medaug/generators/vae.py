@@ -22,8 +22,9 @@ from torch import nn
 
 from medaug.errors import MedaugError
 from medaug.generators import distributed as ddp
-from medaug.generators.base import GENERATORS, SAMPLE_BATCH, Generator, GeneratorConfig, to_float, to_uint8
+from medaug.generators.base import GENERATORS, SAMPLE_BATCH, GeneratorConfig, to_float, to_uint8
 from medaug.generators.nets import ConvDecoder, ConvEncoder, one_hot
+from medaug.generators.training import EpochGenerator
 
 
 def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,7 @@ def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x_hat - x).pow(2).flatten(1).sum(1)
 
 
-class VAEGenerator(Generator):
+class VAEGenerator(EpochGenerator):
     """Shared parts of the VAEs: one Adam over the model, a loss per batch, reconstruct."""
 
     kind: ClassVar[str] = "vae"

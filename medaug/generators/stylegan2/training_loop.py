@@ -19,18 +19,21 @@ Read top to bottom, a fit (``run_training``) is:
   5. at the end: the final checkpoint and a per-class sample montage.
 
 DDP: launched by ``torchrun`` (the process group is set up by the caller, e.g. the
-CLI) or by ``spawn_fit`` (torch.multiprocessing on one machine: gloo on CPU, NCCL
-on GPUs). Every rank holds the nets and the data; each computes batch / world
+CLI) or by ``launch.spawn_fit`` (torch.multiprocessing on one machine: gloo on CPU,
+NCCL on GPUs). Every rank holds the nets and the data; each computes batch / world
 samples; gradients are all-reduced (mean) explicitly, as in the reference code and
 ``medaug.generators.distributed`` (R1 and path length are double-backward, which
 ``DistributedDataParallel`` does not support). Only rank 0 writes files.
+
+Layering: this module knows the generator only through the ``base.Generator``
+interface (plus the trainer factory it is given); generator.py sits above it and
+launch.py above that.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -45,7 +48,16 @@ from torch import nn
 
 from medaug.errors import MedaugError
 from medaug.generators import distributed as ddp
+from medaug.generators.base import (
+    CHECKPOINT_DIR,
+    META_FILE,
+    Generator,
+    check_fit_data,
+    read_checkpoint_meta,
+    read_checkpoint_state,
+)
 from medaug.generators.stylegan2.augment import AdaptiveP, AugmentPipe
+from medaug.generators.stylegan2.config import SCHEDULE_FIELDS, StyleGANConfig
 from medaug.generators.stylegan2.loss import StyleGAN2Loss
 from medaug.generators.stylegan2.networks import StyleDiscriminator, StyleGenerator
 from medaug.generators.stylegan2.rng import BatchRandom
@@ -53,7 +65,6 @@ from medaug.store.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from medaug.data.imageset import ImageSet
-    from medaug.generators.stylegan2.generator import StyleGAN2ADA, StyleGANConfig
 
 STATS_FILE = "stats.jsonl"
 MONTAGE_FILE = "samples.png"
@@ -355,7 +366,7 @@ def extractor_label(extractor: Extractor) -> str:
     return str(getattr(extractor, "__name__", type(extractor).__name__))
 
 
-def resolve_fid(gen: StyleGAN2ADA) -> tuple[FidFn | None, str]:
+def resolve_fid(gen: Generator) -> tuple[FidFn | None, str]:
     """The periodic-FID function, or (None, why it is skipped).
 
     The extractor is ``gen.fid_extractor`` when the caller set one (e.g. the
@@ -366,10 +377,10 @@ def resolve_fid(gen: StyleGAN2ADA) -> tuple[FidFn | None, str]:
     """
     extractor = getattr(gen, "fid_extractor", None)
     try:
-        if extractor is None and gen.config.fid_inception_weights:
+        if extractor is None and style_config(gen).fid_inception_weights:
             from medaug.metrics.features import InceptionFeatures
 
-            extractor = InceptionFeatures(gen.config.fid_inception_weights, device=gen.device)
+            extractor = InceptionFeatures(style_config(gen).fid_inception_weights, device=gen.device)
         if extractor is None:
             return None, ("FID skipped: no feature extractor (set generator.fid_extractor or "
                           "fid_inception_weights)")
@@ -393,15 +404,44 @@ def _read_stats(path: Path, upto_kimg: float) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("kimg", 0) <= upto_kimg + 1e-9]
 
 
-def run_training(gen: StyleGAN2ADA, train: ImageSet, out_dir: Path, *, val: ImageSet | None = None,
+def style_config(gen: Generator) -> StyleGANConfig:
+    """The generator's config as a StyleGANConfig (the kimg loop trains nothing else)."""
+    if not isinstance(gen.config, StyleGANConfig):
+        raise MedaugError(f"{gen.name}: the StyleGAN2 kimg loop needs a StyleGANConfig, "
+                          f"got {type(gen.config).__name__}")
+    return gen.config
+
+
+def check_resumable(gen: Generator, meta: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
+    """Refuse to resume another generator, data set or config (schedule fields may change)."""
+    where = "checkpoint"
+    if meta["name"] != gen.name:
+        raise MedaugError(f"{where}: holds a {meta['name']!r} generator; cannot resume it as {gen.name!r}")
+    if (meta["channels"], meta["size"], meta["num_classes"]) != (gen.channels, gen.size, gen.num_classes):
+        raise MedaugError(f"{where}: was trained on other shapes ({meta['channels']} ch, {meta['size']} px, "
+                          f"{meta['num_classes']} classes)")
+    if meta["dataset"].get("train_hash") != dataset["train_hash"]:
+        raise MedaugError(f"{where}: was trained on another train split (hash "
+                          f"{meta['dataset'].get('train_hash')}, now {dataset['train_hash']})")
+    saved = {k: v for k, v in meta["config"].items() if k not in SCHEDULE_FIELDS}
+    now = {k: v for k, v in gen.config.to_dict().items() if k not in SCHEDULE_FIELDS}
+    if saved != now:
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise MedaugError(f"{where}: config differs from the checkpoint's in {', '.join(diff)} "
+                          f"(only {', '.join(SCHEDULE_FIELDS)} may change)")
+
+
+def run_training(gen: Generator, train: ImageSet, out_dir: Path, *,
+                 make_trainer: Callable[[int, int], StyleGAN2Trainer], val: ImageSet | None = None,
                  resume: bool = False, quiet: bool = True, provenance: Mapping[str, Any] | None = None,
                  plots: bool = True, fid_fn: FidFn | None = None,
                  on_step: Callable[[StyleGAN2Trainer, dict[str, float]], None] | None = None) -> Path:
-    """Fit ``gen`` on ``train``; returns out_dir/checkpoint. See the module docstring."""
-    from medaug.generators.base import CHECKPOINT_DIR, META_FILE, read_checkpoint_meta, read_checkpoint_state
-    from medaug.generators.training import check_fit_data
+    """Fit ``gen`` on ``train``; returns out_dir/checkpoint. See the module docstring.
 
-    cfg = gen.config
+    ``make_trainer(rank, world)`` builds the generator's minibatch trainer over its nets
+    and optimisers and attaches it to the generator, whose checkpoints then hold its state.
+    """
+    cfg = style_config(gen)
     ckpt = out_dir / CHECKPOINT_DIR
     rank, world = ddp.rank_world()
     check_fit_data(gen, train, val)
@@ -410,19 +450,19 @@ def run_training(gen: StyleGAN2ADA, train: ImageSet, out_dir: Path, *, val: Imag
     dataset = {"name": train.name, "task": train.task, "split": train.split, "train_hash": train.content_hash,
                "val_hash": val.content_hash if val is not None else "",
                "class_counts": train.class_counts().tolist(), **dict(provenance or {})}
-    trainer = gen.make_trainer(rank, world)
+    trainer = make_trainer(rank, world)
     if resume:
         if not (ckpt / META_FILE).is_file():
             raise MedaugError(f"{out_dir}: nothing to resume (no {CHECKPOINT_DIR}/{META_FILE})")
         meta = read_checkpoint_meta(ckpt)
-        gen.check_resumable(meta, dataset)
-        gen.load_state(read_checkpoint_state(ckpt, meta, gen.device))
-        trainer.load_state(gen.trainer_state)
+        check_resumable(gen, meta, dataset)
+        state = read_checkpoint_state(ckpt, meta, gen.device)
+        gen.load_state(state)
+        trainer.load_state(dict(state.get("stylegan", {})))
     elif (ckpt / META_FILE).exists():
         raise MedaugError(f"{out_dir}: already holds a generator checkpoint; pass --resume or choose another --out")
     gen.class_names = train.class_names
     gen.dataset = dataset
-    gen.trainer = trainer
     end = total_nimg(cfg, len(train))
     gen.finished = trainer.nimg >= end
 
@@ -494,9 +534,9 @@ def run_training(gen: StyleGAN2ADA, train: ImageSet, out_dir: Path, *, val: Imag
     return ckpt
 
 
-def _fid(gen: StyleGAN2ADA, train: ImageSet, fid_fn: FidFn) -> float | None:
+def _fid(gen: Generator, train: ImageSet, fid_fn: FidFn) -> float | None:
     """FID of G_ema samples (labels drawn like the train split's) against the train images."""
-    n = min(gen.config.fid_images, len(train))
+    n = min(style_config(gen).fid_images, len(train))
     rng = np.random.default_rng(gen.config.seed)
     real = train.images[rng.choice(len(train), n, replace=False)] if n < len(train) else train.images
     labels = train.labels[rng.choice(len(train), n, replace=True)].astype(np.int64)
@@ -518,57 +558,3 @@ def _status_line(row: Mapping[str, Any], end: int) -> str:
             f"sec/kimg {row['sec_per_kimg']:.1f} G {g('G_loss')} D {g('D_loss')} r1 {g('D_r1_penalty')} "
             f"pl {g('G_pl_penalty')} p {g('augment_p')} r_t {g('ada_rt')}"
             + (f" fid {g('fid')}" if "fid" in row else ""))
-
-
-# ----------------------------------------------------------------------------- multi-process launch
-
-
-def spawn_fit(nprocs: int, channels: int, size: int, num_classes: int, config: Mapping[str, Any],
-              train: ImageSet, out_dir: str | Path, *, device: str = "cpu", resume: bool = False,
-              port: int | None = None, quiet: bool = True, plots: bool = False) -> Path:
-    """Train a ``stylegan2ada`` generator with ``nprocs`` processes on this machine.
-
-    CPU: gloo, threads per process = cores // nprocs. CUDA: NCCL, one GPU per process
-    (``device='cuda'``). For several nodes launch with torchrun instead (the CLI
-    initialises the process group from its environment).
-    """
-    import torch.multiprocessing as mp
-
-    if device == "cuda" and torch.cuda.device_count() < nprocs:
-        raise MedaugError(f"spawn_fit: {nprocs} processes need {nprocs} GPUs, found {torch.cuda.device_count()}")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = str(port or _free_port())
-    mp.spawn(_worker, args=(nprocs, channels, size, num_classes, dict(config), train, str(out_dir), device, resume,
-                            quiet, plots), nprocs=nprocs, join=True)
-    from medaug.generators.base import CHECKPOINT_DIR
-
-    return Path(out_dir) / CHECKPOINT_DIR
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _worker(rank: int, world: int, channels: int, size: int, num_classes: int, config: dict[str, Any],
-            train: ImageSet, out_dir: str, device: str, resume: bool, quiet: bool, plots: bool) -> None:
-    from medaug.generators.stylegan2.generator import StyleGAN2ADA
-    from medaug.train.distributed import cleanup_distributed
-
-    if device == "cuda":
-        torch.cuda.set_device(rank)
-        dev = f"cuda:{rank}"
-        backend = "nccl"
-    else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-        dev = "cpu"
-        backend = "gloo"
-    dist.init_process_group(backend, rank=rank, world_size=world)
-    try:
-        gen = StyleGAN2ADA(channels, size, num_classes, config, device=dev)
-        gen.fit(train, Path(out_dir), resume=resume, quiet=quiet or rank != 0, plots=plots)
-    finally:
-        cleanup_distributed()
