@@ -105,8 +105,15 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(syn, "_write_group", crash)
     with pytest.raises(OSError):
         write_synthetic_set(store, "a", *synth(), provenance(train))
+    assert not store.exists()  # the write created the store; a failure leaves none behind
+
+    monkeypatch.undo()
+    write_synthetic_set(store, "first", *synth(), provenance(train))  # an existing store keeps its sets
+    monkeypatch.setattr(syn, "_write_group", crash)
+    with pytest.raises(OSError):
+        write_synthetic_set(store, "a", *synth(), provenance(train))
     assert not (store / "a").exists()
-    assert not [p for p in store.iterdir() if p.name.startswith(".tmp-")]
+    assert sorted(p.name for p in store.iterdir()) == ["first", "zarr.json"]
 
 
 def test_existing_group_and_bad_input_refused(tmp_path):

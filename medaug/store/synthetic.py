@@ -9,17 +9,27 @@ named by `"STORE.zarr#GROUP"`:
         medaug_synthetic_set  format version (1)
         set_id                content hash of images + labels (as `ImageSet.content_hash`)
         n, channels, size     what the arrays hold
-        provenance            generator name and config, checkpoint hash, the content hash
-                              of the train split the generator saw, dataset name/version/md5,
-                              strategy and its parameters, seed, medaug version, creation
-                              time (UTC), class_names, task
+        provenance            generator name and config, checkpoint hashes (and its path
+                              relative to the store's folder, never a machine path), the
+                              content hash of the train split the generator saw, dataset
+                              name/version/md5, strategy and its parameters, seed, medaug
+                              version, creation time (UTC), class_names, task
         complete              true, written last
 
 The group is written under a hidden temporary name (`.tmp-GROUP-<random>`) and renamed
 to GROUP only after `complete` is set, so a reader sees a whole set or none; a reader
 also refuses any group whose `complete` flag is missing (a crash of another writer),
 and re-hashes what it read against `set_id` (a corrupted chunk is refused, never used).
+A failed write (a full disk is one line: "no space left writing STORE#GROUP") leaves no
+temporary group, nor a store it created. Files and folders get 0666/0777 & ~umask.
 Plain `zarr` + numpy read a set without medaug: `zarr.open_group(STORE, mode="r")[GROUP]`.
+
+Sets are untrusted files. Before a pixel is read, `open_set_header` checks the metadata:
+Zarr v3 only (never v2, whose object arrays can unpickle), codecs from an allow-list,
+format version, 16-hex set_id, provenance types, at least one image, images uint8
+(N, 1|3, size, size) and labels int64 (N,) (or (N, L)) as the attributes say; then the
+class ids are range-checked and the content re-hashed. `read_set_id` gives a set's id
+from its metadata alone, whatever path spells the reference.
 
 The leakage rule of the design lives in `mix_into_train`: a set is mixed into a
 training split only when its provenance says its generator was trained on exactly
@@ -41,8 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from medaug.data.imageset import ImageSet, content_hash
+from medaug.data.imageset import TASKS, ImageSet, content_hash
 from medaug.errors import MedaugError
+from medaug.store.atomic import NO_SPACE_ERRNOS, check_writable, disk_full, is_no_space, no_space_error
 
 FORMAT_VERSION = 1
 FORMAT_KEY = "medaug_synthetic_set"
@@ -155,7 +166,7 @@ def _open_store(store: Path, mode: str):
     import zarr
 
     try:
-        return zarr.open_group(str(store), mode=mode)
+        return zarr.open_group(str(store), mode=mode, zarr_format=3)
     except Exception as exc:  # zarr raises several types for a missing or unreadable store
         raise MedaugError(f"{store}: not a readable Zarr v3 store ({exc.__class__.__name__}: {exc})") from None
 
@@ -188,23 +199,62 @@ def write_synthetic_set(store: str | Path, group: str, images: np.ndarray, label
     prov.setdefault("medaug_version", __version__)
     prov.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     prov = _jsonable(prov, where)
-    if store.exists() and not store.is_dir():
-        raise MedaugError(f"{store}: exists and is not a Zarr directory store")
-    if (store / group).exists():
-        raise MedaugError(f"{where}: group exists already; choose another --group or store")
+    check_store_writable(store, group)
     set_id = imageset.content_hash
     tmp_name = f"{TMP_PREFIX}{group}-{uuid.uuid4().hex[:8]}"
     tmp_dir = store / tmp_name
+    new_store = not store.exists()
+    done = False
     try:
-        _write_group(store, tmp_name, imageset, prov, set_id)
+        try:
+            _write_group(store, tmp_name, imageset, prov, set_id)
+        except Exception as exc:
+            if is_no_space(exc) or (tmp_dir.is_dir() and _folder_full(tmp_dir)):
+                raise no_space_error(where) from None
+            raise
         try:
             os.rename(tmp_dir, store / group)
         except OSError:
             raise MedaugError(f"{where}: group appeared while writing (another writer?); nothing written") from None
+        done = True
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)
+        if not done and new_store:
+            _remove_if_empty(store)
     return set_id
+
+
+def check_store_writable(store: Path, group: str) -> None:
+    """Refuse, before any work, a store path where the group cannot be written (MedaugError)."""
+    where = make_ref(store, group)
+    if store.exists() and not store.is_dir():
+        raise MedaugError(f"{store}: exists and is not a Zarr directory store")
+    if (store / group).exists():
+        raise MedaugError(f"{where}: group exists already; choose another --group or store")
+    check_writable(store / "zarr.json", what="synthetic set store")
+
+
+def _folder_full(folder: Path) -> bool:
+    """Whether the disk holding `folder` has no room for one more block (probe file, removed)."""
+    probe = folder / f".probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch()
+    except OSError as exc:
+        return exc.errno in NO_SPACE_ERRNOS
+    try:
+        return disk_full(probe)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _remove_if_empty(store: Path) -> None:
+    """Remove a store this writer created if a failed write left only its root metadata."""
+    try:
+        if store.is_dir() and {p.name for p in store.iterdir()} <= {"zarr.json"}:
+            shutil.rmtree(store, ignore_errors=True)
+    except OSError:
+        pass
 
 
 def _write_group(store: Path, name: str, data: ImageSet, provenance: dict[str, Any], set_id: str) -> None:
@@ -230,10 +280,86 @@ def _write_group(store: Path, name: str, data: ImageSet, provenance: dict[str, A
     g.attrs["complete"] = True  # last: a group without it is refused by readers
 
 
-def read_synthetic_set(ref: str, *, verify: bool = True) -> SyntheticSet:
-    """Read `"STORE.zarr#GROUP"`; refuse a missing, incomplete or corrupt set (MedaugError).
+#: Codecs a set's arrays may use. Sets are untrusted files: an allow-list keeps any codec
+#: that could run code while decoding (a pickle codec, should one ever be registered) out.
+SAFE_CODECS = frozenset({"bytes", "blosc", "zstd", "gzip", "crc32c", "transpose", "sharding_indexed",
+                         "numcodecs.blosc", "numcodecs.zstd", "numcodecs.gzip", "numcodecs.zlib",
+                         "numcodecs.lz4", "numcodecs.crc32c", "numcodecs.shuffle"})
+_SET_ID = re.compile(r"^[0-9a-f]{16}$")
 
-    `verify` re-hashes images + labels against the stored set_id.
+
+@dataclass(frozen=True)
+class SetHeader:
+    """What a set's metadata says, checked without reading its pixels (see `open_set_header`)."""
+
+    ref: str
+    set_id: str
+    n: int
+    channels: int
+    size: int
+    provenance: dict[str, Any]
+    attrs: dict[str, Any]
+
+
+def _codec_names(codecs: Any) -> list[str]:
+    """Names of all codecs in an array's metadata `codecs` list, nested sharding codecs included."""
+    names: list[str] = []
+    for codec in codecs or ():
+        if not isinstance(codec, dict):
+            names.append(repr(codec))
+            continue
+        names.append(str(codec.get("name")))
+        config = codec.get("configuration") or {}
+        if isinstance(config, dict):
+            names += _codec_names(config.get("codecs")) + _codec_names(config.get("index_codecs"))
+    return names
+
+
+def _check_array(ref: str, g: Any, key: str) -> Any:
+    """The array `key` of group `g`: a Zarr v3 array using safe codecs only (MedaugError otherwise)."""
+    import zarr
+
+    try:
+        arr = g[key]
+    except KeyError:
+        raise MedaugError(f"{ref}: array {key!r} missing; the set is corrupt") from None
+    except Exception as exc:
+        raise MedaugError(f"{ref}: unreadable {key!r} metadata ({exc.__class__.__name__})") from None
+    if not isinstance(arr, zarr.Array) or arr.metadata.zarr_format != 3:
+        raise MedaugError(f"{ref}: {key!r} is not a Zarr v3 array")
+    meta = arr.metadata.to_dict()
+    unsafe = [c for c in _codec_names(meta.get("codecs")) if c not in SAFE_CODECS]
+    if unsafe or meta.get("storage_transformers"):
+        raise MedaugError(f"{ref}: {key!r} uses codecs {unsafe or meta.get('storage_transformers')}; "
+                          f"a synthetic set may use only {sorted(SAFE_CODECS)}")
+    return arr
+
+
+def _int_attr(ref: str, attrs: dict[str, Any], key: str) -> int:
+    value = attrs.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MedaugError(f"{ref}: attribute {key!r} is {value!r}; expected an integer")
+    return value
+
+
+def _check_provenance(ref: str, provenance: Any) -> dict[str, Any]:
+    if not isinstance(provenance, dict) or any(k not in provenance for k in REQUIRED_PROVENANCE):
+        raise MedaugError(f"{ref}: provenance missing or lacks {list(REQUIRED_PROVENANCE)}")
+    names = provenance["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+        raise MedaugError(f"{ref}: provenance class_names is {names!r}; expected a non-empty list of names")
+    if provenance["task"] not in TASKS:
+        raise MedaugError(f"{ref}: provenance task {provenance['task']!r}; expected one of {TASKS}")
+    for key in ("dataset", "train_hash", "strategy"):
+        if not isinstance(provenance[key], str) or not provenance[key]:
+            raise MedaugError(f"{ref}: provenance {key} is {provenance[key]!r}; expected a non-empty string")
+    return provenance
+
+
+def _open_header(ref: str) -> tuple[SetHeader, Any, Any]:
+    """Open `ref` and check everything its metadata says; return (header, images array, labels array).
+
+    No pixel is read: the arrays' shapes, dtypes and codecs come from their metadata.
     """
     store, group = parse_ref(ref)
     if not (store / "zarr.json").is_file():
@@ -256,25 +382,75 @@ def read_synthetic_set(ref: str, *, verify: bool = True) -> SyntheticSet:
     if attrs.get(FORMAT_KEY) != FORMAT_VERSION:
         raise MedaugError(f"{ref}: not a medaug synthetic set of format version {FORMAT_VERSION} "
                           f"(found {attrs.get(FORMAT_KEY)!r})")
-    provenance = attrs.get("provenance")
-    if not isinstance(provenance, dict) or any(k not in provenance for k in REQUIRED_PROVENANCE):
-        raise MedaugError(f"{ref}: provenance missing or lacks {list(REQUIRED_PROVENANCE)}")
+    set_id = attrs.get("set_id")
+    if not isinstance(set_id, str) or not _SET_ID.match(set_id):
+        raise MedaugError(f"{ref}: set_id {set_id!r}; expected 16 hex digits (a content hash)")
+    provenance = _check_provenance(ref, attrs.get("provenance"))
+    n, channels, size = (_int_attr(ref, attrs, k) for k in ("n", "channels", "size"))
+    if n <= 0:
+        raise MedaugError(f"{ref}: the set holds {n} images; a synthetic set needs at least one")
+    images, labels = _check_array(ref, g, "images"), _check_array(ref, g, "labels")
+    if images.dtype != np.uint8 or tuple(images.shape) != (n, channels, size, size) or channels not in (1, 3):
+        raise MedaugError(f"{ref}: images are {images.dtype} {tuple(images.shape)}; expected uint8 (N, C, H, W) = "
+                          f"({n}, {channels}, {size}, {size}) with 1 or 3 channels, as its attributes say")
+    n_classes = len(provenance["class_names"])
+    multi = str(provenance["task"]).startswith("multi-label")
+    expected_shape = (n, n_classes) if multi else (n,)
+    if labels.dtype != np.int64 or tuple(labels.shape) != expected_shape:
+        hint = ""
+        if not multi and tuple(labels.shape) == (n, 1):
+            hint = " (single-label sets store labels as a vector: write labels.reshape(-1))"
+        raise MedaugError(f"{ref}: labels are {labels.dtype} {tuple(labels.shape)}; expected int64 "
+                          f"{expected_shape} for a {provenance['task']} set of {n_classes} classes{hint}")
+    header = SetHeader(ref=ref, set_id=set_id, n=n, channels=channels, size=size, provenance=provenance, attrs=attrs)
+    return header, images, labels
+
+
+def open_set_header(ref: str) -> SetHeader:
+    """Check a set's metadata (complete, format, set_id, provenance, array shapes, dtypes, codecs).
+
+    Cheap: reads only metadata, never pixels, and never the content hash. Refuses
+    (MedaugError, one line naming `ref`) what `read_synthetic_set` would refuse before reading.
+    """
+    return _open_header(ref)[0]
+
+
+def read_set_id(ref: str) -> str:
+    """The content id (`set_id`) of the set `"STORE.zarr#GROUP"`, after `open_set_header`'s checks.
+
+    Identifies the set whatever path names it ('/abs/s.zarr#g', 'syn//s.zarr#g', ...):
+    the hash of its images and labels, checked again when the set is read for training.
+    """
+    return open_set_header(ref).set_id
+
+
+def read_synthetic_set(ref: str, *, verify: bool = True) -> SyntheticSet:
+    """Read `"STORE.zarr#GROUP"`; refuse a missing, incomplete, malformed or corrupt set (MedaugError).
+
+    Sets are untrusted files: the metadata is checked first (`open_set_header`), then the
+    pixels and labels are read (never unpickled: Zarr v3 with safe codecs only) and their
+    values checked against the provenance (class ids in range, multi-label 0/1).
+    `verify` re-hashes images + labels against the stored set_id.
+    """
+    header, images_arr, labels_arr = _open_header(ref)
     try:
-        images = np.asarray(g["images"][...])
-        labels = np.asarray(g["labels"][...])
-    except KeyError as exc:
-        raise MedaugError(f"{ref}: array {exc} missing; the set is corrupt") from None
+        images = np.asarray(images_arr[...])
+        labels = np.asarray(labels_arr[...])
     except Exception as exc:  # decompression or I/O errors of truncated/corrupted chunks
         raise MedaugError(f"{ref}: corrupt data ({exc.__class__.__name__}: {str(exc)[:120]})") from None
-    where = ref
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != attrs.get("n"):
-        raise MedaugError(f"{where}: images are {images.dtype} {images.shape}; expected uint8 with {attrs.get('n')} images")
-    if labels.dtype != np.int64 or len(labels) != len(images):
-        raise MedaugError(f"{where}: labels are {labels.dtype} {labels.shape}; expected int64 with {len(images)} rows")
-    set_id = str(attrs.get("set_id", ""))
-    if verify and content_hash(images, labels) != set_id:
-        raise MedaugError(f"{where}: content hash {content_hash(images, labels)} != set_id {set_id}; the set is corrupt")
-    return SyntheticSet(ref=ref, images=images, labels=labels, provenance=provenance, set_id=set_id, attrs=attrs)
+    prov = header.provenance
+    n_classes = len(prov["class_names"])
+    if str(prov["task"]).startswith("multi-label"):
+        if not np.isin(labels, (0, 1)).all():
+            raise MedaugError(f"{ref}: multi-label labels must be 0 or 1")
+    elif labels.min() < 0 or labels.max() >= n_classes:
+        raise MedaugError(f"{ref}: class ids {int(labels.min())}..{int(labels.max())} out of range; "
+                          f"expected 0..{n_classes - 1} ({n_classes} classes in its provenance)")
+    if verify and content_hash(images, labels) != header.set_id:
+        raise MedaugError(f"{ref}: content hash {content_hash(images, labels)} != set_id {header.set_id}; "
+                          "the set is corrupt")
+    return SyntheticSet(ref=ref, images=images, labels=labels, provenance=prov, set_id=header.set_id,
+                        attrs=header.attrs)
 
 
 def interleave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
