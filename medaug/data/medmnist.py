@@ -3,14 +3,16 @@
 Online users get medmnist's own download (md5 checked). Offline users point
 `--data-root` or `MEDAUG_DATA_ROOT` at a folder holding the npz files. The md5 of
 the file is always verified against INFO (medmnist itself checks it only when it
-downloads); a verified (path, size, mtime) is remembered so large 224-px files are
-hashed once, not once per run.
+downloads). A pass is remembered for that exact version of the file (path, inode, size,
+mtime and ctime, which a user cannot set back) so large 224-px files are hashed once, not
+once per run; any rewrite or swap of the file is hashed again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -74,6 +76,14 @@ def expected_md5(name: str, size: int) -> str:
     return info["MD5"] if size == 28 else info[f"MD5_{size}"]
 
 
+#: A file changed less than this long before it was hashed is not remembered: file
+#: timestamps tick coarsely (a few ms, more on network file systems), so a rewrite within
+#: the same tick could leave ctime unchanged (the "racy clean" case git also guards against).
+CACHE_MIN_AGE_S = 2.0
+#: At most this many verified files are remembered (the oldest entries go first).
+CACHE_MAX_ENTRIES = 512
+
+
 def _md5_cache_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "medaug" / "verified-md5.json"
@@ -83,29 +93,63 @@ def file_md5(path: Path) -> str:
     return file_digest(path, "md5")
 
 
-def verify_md5(path: Path, expected: str) -> str:
-    """Check the file's md5 against `expected`; remember a pass by (path, size, mtime)."""
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    cache_file = _md5_cache_path()
+def _cache_key(path: Path, st: os.stat_result) -> str:
+    """What identifies one version of a file: where it is, which inode, and its change time.
+
+    Size and mtime alone do not: anyone can write a same-size file and set its mtime back
+    (os.utime, touch -r). ctime cannot be set by a user; every write, rename onto the
+    path, chmod or utime moves it, and a file swapped in by rename is another inode.
+    """
+    return f"{path.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+
+
+def _read_cache(cache_file: Path) -> dict[str, str]:
+    """The cache as {key: md5}; anything else in the file (it is untrusted JSON) is ignored."""
     try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+        data = json.loads(cache_file.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _remember(cache_file: Path, cache: dict[str, str], key: str, md5: str) -> None:
+    from medaug.store.atomic import atomic_write_text
+
+    cache.pop(key, None)
+    cache[key] = md5
+    keep = dict(list(cache.items())[-CACHE_MAX_ENTRIES:])
+    try:
+        atomic_write_text(cache_file, json.dumps(keep))
+    except (OSError, MedaugError):
+        pass  # a read-only or full home only costs re-hashing next time
+
+
+def verify_md5(path: Path, expected: str) -> str:
+    """Check the file's md5 against `expected`; remember a pass for this exact version of the file.
+
+    A pass is remembered by (path, device, inode, size, mtime, ctime), see `_cache_key`,
+    so a file replaced in any way is hashed again.
+    """
+    st = path.stat()
+    key = _cache_key(path, st)
+    cache_file = _md5_cache_path()
+    cache = _read_cache(cache_file)
     if cache.get(key) == expected:
         return expected
+    hashed_at = time.time_ns()
     actual = file_md5(path)
     if actual != expected:
         raise MedaugError(f"{path}: md5 {actual} does not match medmnist INFO md5 {expected} (corrupt or other version)")
-    cache[key] = expected
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        tmp.replace(cache_file)
-    except OSError:
-        pass  # a read-only home only costs re-hashing next time
+    if hashed_at - st.st_ctime_ns > CACHE_MIN_AGE_S * 1e9:
+        _remember(cache_file, cache, key, expected)
     return actual
+
+
+def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == \
+        (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
 def download(name: str, size: int, root: Path) -> Path:
@@ -195,8 +239,11 @@ def load_medmnist(name: str, size: int = 28, root: str | Path | None = None, dow
                 f"holding {file_name(name, size)} (or --download when online)"
             )
         path = download(name, size, root)
+    before = path.stat()
     md5 = verify_md5(path, expected_md5(name, size)) if verify else file_md5(path)
     arrays = _read_npz(path)
+    if not _same_version(before, path.stat()):  # the md5 must be that of the bytes read
+        raise MedaugError(f"{path}: the file changed while it was read (another process writing it?); rerun")
     sets = {s: _to_imageset(name, s, arrays[f"{s}_images"], arrays[f"{s}_labels"], info, size, path) for s in SPLITS}
     assert info["task"] in TASKS
     return DatasetSplits(name=name, train=sets["train"], val=sets["val"], test=sets["test"],
