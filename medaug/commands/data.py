@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medaug.commands.common import add_data_options
 from medaug.data.medmnist import dataset_info, load_medmnist
+from medaug.errors import MedaugError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -52,9 +53,20 @@ def info_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse an --out that cannot be written (a file in the way, a folder, no permission, an
+    unknown format) before the data are loaded; nothing is created."""
+    from medaug.data.plots import check_figure_path
+
+    check_figure_path(args.out)
+
+
 def montage_command(args: argparse.Namespace) -> int:
     from medaug.data.plots import montage
 
+    _check_out(args)
+    if args.per_class < 1:
+        raise MedaugError(f"--per-class {args.per_class}: expected an integer >= 1")
     data = _load(args)
     print(montage(data.train, args.out, per_class=args.per_class, seed=args.seed))
     return 0
@@ -63,5 +75,6 @@ def montage_command(args: argparse.Namespace) -> int:
 def distribution_command(args: argparse.Namespace) -> int:
     from medaug.data.plots import distribution
 
+    _check_out(args)
     print(distribution(_load(args), args.out))
     return 0

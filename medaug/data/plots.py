@@ -12,13 +12,33 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from medaug.data.imageset import DatasetSplits, ImageSet  # noqa: E402
-from medaug.store.atomic import atomic_write  # noqa: E402
+from medaug.errors import MedaugError  # noqa: E402
+from medaug.store.atomic import atomic_write, check_writable  # noqa: E402
+
+
+def figure_format(out: str | Path) -> str:
+    """The figure format named by the file's suffix (no suffix: png); MedaugError for one matplotlib cannot write."""
+    fmt = Path(out).suffix.lstrip(".").lower() or "png"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in formats:
+        raise MedaugError(f"--out {out}: unknown figure format {fmt!r}; expected one of {', '.join(sorted(formats))}")
+    return fmt
+
+
+def check_figure_path(out: str | Path) -> Path:
+    """Refuse, before any work, a figure path that cannot be written (MedaugError; nothing created)."""
+    figure_format(out)
+    return check_writable(out, what="--out")
 
 
 def _save(fig: plt.Figure, out: Path) -> Path:
-    fmt = out.suffix.lstrip(".") or "png"
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
-    plt.close(fig)
+    fmt = figure_format(out)
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return out
 
 
