@@ -19,13 +19,34 @@ row's configuration is called), `stats` (mean/std over seeds, paired tests, Holm
 studies' table forms), `plots`, `report`, `query` (DuckDB over a results folder).
 """
 
-from medaug.analysis.load import Results, load_generator_eval, load_results
-from medaug.analysis.render import Cell, Table
-from medaug.analysis.report import build_report
-from medaug.analysis.stats import Comparison, StatsOptions, Summary, decide, holm, paired_compare, summarize
-from medaug.analysis.tables import build_tables
+from __future__ import annotations
 
-__all__ = [
-    "Cell", "Comparison", "Results", "StatsOptions", "Summary", "Table", "build_report", "build_tables", "decide",
-    "holm", "load_generator_eval", "load_results", "paired_compare", "summarize",
-]
+import importlib
+from typing import Any
+
+# Public names -> the module defining them. Imported on first use (PEP 562), so that
+# `medaug report` / `medaug results ...` load only what the command needs (no scipy or
+# matplotlib for a query, no duckdb for a report).
+_EXPORTS = {
+    "Results": "load", "load_generator_eval": "load", "load_results": "load",
+    "Cell": "render", "Table": "render",
+    "build_report": "report",
+    "Comparison": "stats", "StatsOptions": "stats", "Summary": "stats", "decide": "stats", "holm": "stats",
+    "paired_compare": "stats", "summarize": "stats",
+    "build_tables": "tables",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

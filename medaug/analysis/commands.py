@@ -103,10 +103,12 @@ def add_commands(subparsers) -> None:
     r = subparsers.add_parser("results", help="look at result rows: tables, SQL queries",
                               description="Look at result rows without writing a report.")
     rs = r.add_subparsers(dest="results_command", required=True, metavar="ACTION")
-    q = rs.add_parser("query", help="run DuckDB SQL over a results folder (view: results)",
-                      description="Run SQL over the result rows with DuckDB. The rows are the view `results` "
-                                  "(read_parquet('RESULTS/**/*.parquet')); generator evaluations, when present, "
-                                  "are the view `generator_eval`.")
+    q = rs.add_parser("query", help="run read-only DuckDB SQL over a results folder (table: results)",
+                      description="Run SQL over the result rows with DuckDB. The rows are the table `results`: "
+                                  "the same rows `results tables` and `report` read (validated, migrated to the "
+                                  "current schema, duplicates dropped); generator evaluations, when present, are "
+                                  "the table `generator_eval`. Read-only: only SELECT (and EXPLAIN) statements run, "
+                                  "and no file can be read, written or deleted from the SQL.")
     q.add_argument("results", metavar="RESULTS", help="results folder (OUT or OUT/results)")
     q.add_argument("sql", metavar="SQL", help='e.g. "SELECT dataset, avg(test_acc) FROM results GROUP BY 1"')
     q.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")

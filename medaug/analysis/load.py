@@ -15,6 +15,12 @@ Schema versions:
 A version above the current one, or one with no migration path, is refused with a
 `MedaugError` naming the file: an analysis must never guess what a column means.
 
+One loader decides which files are result rows, for every reader (`medaug report`,
+`medaug results tables`, `medaug results query`): `read_result_rows`. A file that is not a
+valid result row (not Parquet, a foreign schema, an unknown `schema_version`) is refused,
+not skipped: the whole command stops with one line naming the first such file and how many
+more there are, so that no reader ever counts rows another one does not.
+
 Generator-evaluation rows (`OUT/generator-eval/*.parquet`, issue 4) are read by
 `load_generator_eval`, tolerating their absence and missing columns.
 """
@@ -27,7 +33,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from medaug.errors import MedaugError
@@ -127,6 +132,8 @@ def schema_version_of(table: pa.Table, file: Path) -> int:
 def migrate(table: pa.Table, file: Path) -> tuple[pa.Table, int]:
     """Bring a table of any known schema version to the current one; returns (table, old version)."""
     version = schema_version_of(table, file)
+    if version == SCHEMA_VERSION and table.schema.equals(SCHEMA, check_metadata=False):
+        return pa.Table.from_arrays(table.columns, schema=SCHEMA), version  # as written today: nothing to do
     if version > SCHEMA_VERSION:
         raise MedaugError(f"{file}: schema_version {version} is newer than this medaug reads (0..{SCHEMA_VERSION}); "
                           "upgrade medaug to analyse it")
@@ -159,35 +166,77 @@ def _conform(table: pa.Table, file: Path) -> pa.Table:
 
 
 def read_result_file(file: Path) -> tuple[pa.Table, int]:
+    """One file's rows in the current schema, and the schema version it was written in.
+
+    Read with `pq.ParquetFile` (not `pq.read_table`, which imports pyarrow.dataset: a
+    second of start-up that every `medaug results` command would pay).
+    """
     try:
-        table = pq.read_table(file)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise MedaugError(f"{file}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        table = pq.ParquetFile(file).read()
+    except (pa.ArrowException, OSError) as exc:
+        raise _unreadable(file, exc) from None
     return migrate(table, file)
 
 
+def _unreadable(file: Path, exc: Exception) -> MedaugError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return MedaugError(f"{file}: not a readable Parquet file ({detail})")
+
+
 def _read_all(files: list[Path]) -> tuple[list[pa.Table], int]:
-    """Read files of the current schema in one pass (pyarrow dataset); migrate the others one by one."""
-    current, others = [], []
+    """Each file read, validated and migrated; (tables, number of files migrated from an older version).
+
+    Every file is checked before any is refused, so the error says how many are bad.
+    """
+    tables: list[pa.Table] = []
+    errors: list[MedaugError] = []
+    migrated = 0
     for file in files:
         try:
-            schema = pq.read_schema(file)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise MedaugError(f"{file}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-        (current if schema.equals(SCHEMA, check_metadata=False) else others).append(file)
-    tables: list[pa.Table] = []
-    if current:
-        table = ds.dataset([str(f) for f in current], schema=SCHEMA, format="parquet").to_table()
-        if set(table.column("schema_version").to_pylist()) == {SCHEMA_VERSION}:
-            tables.append(table)
-        else:  # same columns but another version number: find and handle each file
-            others = current + others
-    migrated = 0
-    for file in others:
-        table, version = read_result_file(file)
+            table, version = read_result_file(file)
+        except MedaugError as exc:
+            errors.append(exc)
+            continue
         migrated += version != SCHEMA_VERSION
         tables.append(table)
+    if errors:
+        more = f" (and {len(errors) - 1} more file(s) that are not valid result rows)" if len(errors) > 1 else ""
+        raise MedaugError(f"{errors[0]}{more}")
     return tables, migrated
+
+
+@dataclass
+class ResultRows:
+    """The validated rows of some results folders, as one Arrow table of exactly `SCHEMA`.
+
+    What every reader sees: `load_results` (tables, report) annotates these rows,
+    `medaug.analysis.query` puts them into DuckDB as the table `results`.
+    """
+
+    table: pa.Table
+    files: list[Path]
+    messages: list[str] = field(default_factory=list)
+
+
+def read_result_rows(paths: Sequence[str | Path] | str | Path) -> ResultRows:
+    """Every result file under `paths`, validated, migrated to the current schema, duplicates dropped.
+
+    Refuses (MedaugError, one line) a missing or empty folder and any file that is not a
+    valid result row; see the module docstring.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = result_files(paths)
+    tables, migrated = _read_all(files)
+    table = pa.concat_tables(tables)
+    messages = []
+    if migrated:
+        messages.append(f"{migrated} file(s) of an older schema version were migrated to version {SCHEMA_VERSION}")
+    keep = _kept_rows(table)
+    if len(keep) < table.num_rows:
+        messages.append(f"{table.num_rows - len(keep)} duplicate row(s) with the same run_id were dropped "
+                        "(a finished row is kept over a failed one, then the latest)")
+    return ResultRows(table=table.take(pa.array(keep, pa.int64())), files=files, messages=messages)
 
 
 def load_results(paths: Sequence[str | Path] | str | Path, *, with_generator_eval: bool = True) -> Results:
@@ -196,30 +245,22 @@ def load_results(paths: Sequence[str | Path] | str | Path, *, with_generator_eva
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    files = result_files(paths)
-    tables, migrated = _read_all(files)
-    df = pa.concat_tables(tables).to_pandas()
-    messages = []
-    if migrated:
-        messages.append(f"{migrated} file(s) of an older schema version were migrated to version {SCHEMA_VERSION}")
-    df, dropped = _drop_duplicate_runs(df)
-    if dropped:
-        messages.append(f"{dropped} duplicate row(s) with the same run_id were dropped (a finished row is kept over a "
-                        "failed one, then the latest)")
-    rows, notes = annotate(df)
-    messages.extend(notes)
+    read = read_result_rows(paths)
+    rows, notes = annotate(read.table.to_pandas())
     gen_eval = load_generator_eval(paths) if with_generator_eval else None
-    return Results(rows=rows, sources=tuple(Path(p) for p in paths), n_files=len(files), messages=messages,
-                   generator_eval=gen_eval)
+    return Results(rows=rows, sources=tuple(Path(p) for p in paths), n_files=len(read.files),
+                   messages=read.messages + notes, generator_eval=gen_eval)
 
 
-def _drop_duplicate_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    order = df.assign(_finished=(df["status"] == "finished").astype(int),
+def _kept_rows(table: pa.Table) -> list[int]:
+    """Row numbers to keep, one per run_id (a finished row over a failed one, then the latest),
+    in (dataset, run_id) order."""
+    df = table.select(["run_id", "dataset", "status", "finished_at"]).to_pandas()
+    order = df.assign(_i=range(len(df)), _finished=(df["status"] == "finished").astype(int),
                       _t=pd.to_datetime(df["finished_at"], utc=True).fillna(pd.Timestamp(0, tz="UTC")))
     order = order.sort_values(["_finished", "_t"], kind="stable")
-    kept = order.drop_duplicates("run_id", keep="last").drop(columns=["_finished", "_t"])
-    kept = kept.sort_values(["dataset", "run_id"], kind="stable").reset_index(drop=True)
-    return kept, len(df) - len(kept)
+    kept = order.drop_duplicates("run_id", keep="last").sort_values(["dataset", "run_id"], kind="stable")
+    return kept["_i"].tolist()
 
 
 def generator_eval_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -248,8 +289,8 @@ def load_generator_eval(paths: Sequence[str | Path] | str | Path) -> pd.DataFram
     frames = []
     for file in generator_eval_files(paths):
         try:
-            frames.append(pq.read_table(file).to_pandas())
-        except (pa.ArrowInvalid, OSError):
+            frames.append(pq.ParquetFile(file).read().to_pandas())
+        except (pa.ArrowException, OSError):
             continue
     if not frames:
         return None

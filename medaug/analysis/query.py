@@ -1,66 +1,122 @@
-"""SQL over a results folder with DuckDB: the rows as a view named `results`.
+"""SQL over a results folder with DuckDB, read-only: the rows as the table `results`.
 
-The view reads the Parquet files as they are (no schema migration; older files'
-missing columns read as NULL through `union_by_name`). When the folder holds
-generator evaluations (`OUT/generator-eval/*.parquet`), they are the view
-`generator_eval`. DuckDB is imported only here, when a query runs.
+The SQL a user types may be anything, so it runs in a DuckDB database that holds
+nothing but the rows and can reach nothing else:
+
+- the rows are read by medaug's own loader (`medaug.analysis.load.read_result_rows`), the
+  same rows `medaug results tables` and `medaug report` see: files are validated,
+  migrated to the current schema and de-duplicated, and a file that is not a valid
+  result row (corrupt, foreign, an unknown `schema_version`) refuses the query with one
+  line, as it refuses the other two. Generator evaluations (`OUT/generator-eval/*.parquet`),
+  when present, are the table `generator_eval`.
+- they are copied into in-memory tables *before* the user's SQL runs; then DuckDB's
+  external access is switched off (no file is read, written or deleted: `COPY`,
+  `read_csv`, `glob`, `ATTACH`, `EXPORT DATABASE`, `INSTALL`, persistent secrets, ...) and
+  the configuration is locked (`SET`, `RESET`, `PRAGMA` and `enable_logging` cannot undo
+  it). Extensions are neither installed nor loaded automatically, nothing spills to a
+  temporary directory, and Python objects are not scanned by name.
+  (A view over `read_parquet` would not do: with external access off it cannot read its
+  own files any more, DuckDB 1.x-2.x.)
+- only statements that read are accepted (SELECT, including WITH, VALUES, FROM-first,
+  DESCRIBE, SHOW, SUMMARIZE, PIVOT; and EXPLAIN): anything else is refused before it reaches
+  DuckDB, a second wall behind the first.
+
+DuckDB is imported only here, when a query runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from medaug.analysis.load import GENERATOR_EVAL_DIR, generator_eval_files, result_files
 from medaug.errors import MedaugError
-from medaug.store.results import RESULTS_DIR
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = ("table", "csv", "json", "markdown")
 
+# DuckDB settings fixed at connect time (before any data is loaded).
+CONNECT_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "python_enable_replacements": False,  # `FROM some_python_variable` must not reach the caller's objects
+    "temp_directory": "",  # never spill to disk
+}
+# Applied after the rows are loaded; lock_configuration last, so that nothing can lift them.
+LOCKDOWN = ("SET enable_external_access = false", "SET lock_configuration = true")
+READ_STATEMENTS = ("SELECT", "EXPLAIN", "MULTI")  # MULTI: PIVOT (a SELECT with a generated type)
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
-
-def _source(files: list[Path], base: Path) -> str:
-    """`read_parquet` argument: the folder's glob when it holds only result files, else the file list."""
-    if base.is_dir() and not any(base.rglob(GENERATOR_EVAL_DIR)):
-        return _literal(str(base / "**" / "*.parquet"))
-    return "[" + ", ".join(_literal(str(f)) for f in files) + "]"
-
-
-def connect(results: str | Path):
-    """A DuckDB connection with the views `results` (and `generator_eval` when present)."""
+def connect(results: str | Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection holding the tables `results` (and `generator_eval` when
+    there are generator evaluations), with file access off and its configuration locked."""
     try:
         import duckdb
     except ImportError:
         raise MedaugError("medaug results query needs duckdb: pip install duckdb") from None
-    path = Path(results)
-    files = result_files([path])  # refuses a missing or empty folder with a clear message
-    base = path / RESULTS_DIR if (path / RESULTS_DIR).is_dir() else path
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet({_source(files, base)}, union_by_name = true)")
-    gen = generator_eval_files([path])
-    if gen:
-        lst = "[" + ", ".join(_literal(str(f)) for f in gen) + "]"
-        con.execute(f"CREATE VIEW generator_eval AS SELECT * FROM read_parquet({lst}, union_by_name = true)")
+    from medaug.analysis.load import load_generator_eval, read_result_rows
+
+    rows = read_result_rows([results])  # refuses a missing or empty folder and invalid files, by name
+    gen = load_generator_eval([results])
+    con = duckdb.connect(":memory:", config=CONNECT_CONFIG)
+    try:
+        con.from_arrow(rows.table).create("results")
+        if gen is not None:
+            con.from_df(gen).create("generator_eval")
+        for statement in LOCKDOWN:
+            con.execute(statement)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
-def run_query(results: str | Path, sql: str) -> pd.DataFrame:
-    """Run `sql` against the `results` view of a folder; SQL errors become one-line MedaugErrors."""
+def check_read_only(sql: str) -> None:
+    """Refuse SQL that is empty or holds a statement other than a read (see READ_STATEMENTS)."""
     import duckdb
 
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise MedaugError(f"SQL: {_first_line(exc)}") from None
+    if not statements:
+        raise MedaugError("SQL: no statement; expected e.g. \"SELECT count(*) FROM results\"")
+    for st in statements:
+        kind = str(st.type).rsplit(".", 1)[-1]
+        if kind not in READ_STATEMENTS:
+            raise MedaugError(f"SQL: {kind} statements are not allowed; results query runs read-only SELECT "
+                              "statements over the tables results and generator_eval")
+
+
+def run_query(results: str | Path, sql: str) -> pd.DataFrame:
+    """Run `sql` against the `results` table of a folder; SQL errors become one-line MedaugErrors.
+
+    Bad SQL is refused before the folder is read; a read of anything but the loaded
+    tables fails inside DuckDB ("file system operations are disabled").
+    """
+    import duckdb
+
+    check_read_only(sql)
     con = connect(results)
     try:
         rel = con.sql(sql)
         return rel.df() if rel is not None else pd.DataFrame()
+    except duckdb.PermissionException as exc:
+        raise MedaugError(f"SQL: {_first_line(exc)} (results query reads only the tables results and "
+                          "generator_eval)") from None
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MedaugError(f"SQL: {first}") from None
+        raise MedaugError(f"SQL: {_first_line(exc)}") from None
     finally:
         con.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def format_frame(df: pd.DataFrame, fmt: str = "table", max_rows: int = 100) -> str:

@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats as sps
 
 TESTS = ("t", "wilcoxon")
 VERDICTS = ("improved", "worse", "n.s.", "untestable")
@@ -136,6 +135,8 @@ def paired_compare(method: Mapping[int, float], baseline: Mapping[int, float], *
 
 def paired_p_value(a: np.ndarray, b: np.ndarray, test: str = "t") -> float:
     """Two-sided p-value of a paired test (scipy); identical samples give p = 1."""
+    from scipy import stats as sps  # on first use: importing scipy.stats costs ~1 s of CLI start-up
+
     d = a - b
     if np.all(d == 0):
         return 1.0
