@@ -68,13 +68,27 @@ its cells keep waiting. `--dry-run --make-synthetic` lists the fits.
 sets' `{test_per_class: 200}`; they are checked against each cell's dataset.
 
 Everything is validated on load; an unknown key or bad value is refused with its YAML
-path (`sweeps/x.yaml: grid.wrs[1]: expected true or false`).
+path (`sweeps/x.yaml: grid.wrs[1]: expected true or false`). A key written twice in one
+mapping, and a number that is not finite (`.inf`, `.nan`, `1e400`) anywhere in the
+file, are refused too (medaug/sweep/schema.py).
+
+Size: the number of trials (grid cells x trials per cell) is counted from the axis
+lengths before any cell is built, and a study of more than `MAX_TRIALS` trials is
+refused: split it into several studies.
+
+One spec, one trial: cells that come out as the same experiment (same run_id) are
+merged into the first of them; repeated `choice`/`grid` values of a search are merged;
+`num_samples` beyond what a search can give distinct specs (a search of `grid` terms
+only, or `choice`/`randint` terms with fewer combinations than samples) runs each
+combination once instead of sampling repeats. `--dry-run` lists every merge.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,6 +116,11 @@ REQUEST_STRATEGIES: dict[str, tuple[str, ...]] = {
     "ratio": ("synthetic_per_real",),
 }
 REQUEST_PARAMS = ("fraction", "classes", "count", "synthetic_per_real")
+#: The most trials (grid cells x trials per cell) one study may have; counted before
+#: anything is expanded, so a 10^7-cell grid is refused at once instead of filling memory.
+MAX_TRIALS = 100_000
+#: Counts that end up in a C int (SLURM nodes/tasks, torch threads, Ray's CPU count).
+MAX_COUNT = 2**31 - 1
 
 # ExperimentSpec annotation -> (python check, what the user reads). Fields of a kind not
 # listed here are checked by ExperimentSpec itself only.
@@ -349,6 +368,10 @@ class Study:
     # `medaug sweep --make-synthetic` fits generators and samples the sets it makes.
     generators: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     synthesize_seed: int = 0
+    # Cells merged into an earlier cell with the same spec: (merged index, its label,
+    # the index of the cell kept); and what the search merged (one line each).
+    merged: tuple[tuple[int, str, int], ...] = ()
+    search_merges: tuple[str, ...] = ()
 
     @property
     def searched_fields(self) -> tuple[str, ...]:
@@ -382,11 +405,14 @@ class Study:
         """The same study with some spec fields fixed in every cell (e.g. `medaug quickstart
         --epochs 2`); each changed cell is validated as a whole spec again."""
         cells = []
+        specs = []
         for c in self.cells:
             data = {**c.spec, **{k: _normalise(k, v) for k, v in changes.items()}}
             spec = ExperimentSpec.from_dict(data, where=f"{self.source}: cell {c.index}")
             cells.append(dataclasses.replace(c, spec=spec_dict(spec, drop=self.searched_fields)))
-        return dataclasses.replace(self, base={**self.base, **changes}, cells=tuple(cells))
+            specs.append(spec)
+        kept, merged = _merge_cells(cells, specs)  # e.g. cells that differed only in the changed field
+        return dataclasses.replace(self, base={**self.base, **changes}, cells=kept, merged=self.merged + merged)
 
     @property
     def max_epochs(self) -> int:
@@ -419,19 +445,24 @@ def load_study(path: str | Path) -> Study:
     base = _fields(doc, top.get("base"), "base")
     axes = _axes(doc, top.get("grid"), "grid", defaults)
     search, num_samples = _search(doc, top.get("search"), top.get("num_samples", 1), base, axes)
-    max_failures = schema.integer(doc, top.get("max_failures", 1), "max_failures", minimum=0)
+    max_failures = schema.integer(doc, top.get("max_failures", 1), "max_failures", minimum=0, maximum=MAX_COUNT)
     metric = schema.string(doc, top.get("metric", "val_acc"), "metric")
     if metric not in REPORTED_METRICS:
         raise doc.error("metric", f"expected one of: {', '.join(REPORTED_METRICS)}")
     mode = _mode(doc, top.get("mode", "min" if metric.endswith("loss") else "max"), "mode")
     scheduler = _scheduler(doc, top.get("scheduler"), "scheduler", metric, mode)
     resources = _resources(doc, top.get("resources"), "resources")
+    search, num_samples, search_merges = _merge_search(doc, search, num_samples, axes)
 
     study = Study(name=name, source=doc.source, description=description, base=base, axes=axes, search=search,
                   num_samples=num_samples, scheduler=scheduler, resources=resources, results=results,
                   max_failures=max_failures, metric=metric, mode=mode, synthetic_root=synthetic_root,
-                  synthetic_pattern=pattern, generators=generators, synthesize_seed=synthesize_seed)
-    return dataclasses.replace(study, cells=_expand(doc, study))
+                  synthetic_pattern=pattern, generators=generators, synthesize_seed=synthesize_seed,
+                  search_merges=search_merges)
+    cells, merged = _expand(doc, study)
+    study = dataclasses.replace(study, cells=cells, merged=merged)
+    _check_scheduler_epochs(doc, study)
+    return study
 
 
 def _check_pattern(doc: Doc, pattern: str) -> None:
@@ -651,6 +682,7 @@ def _axes(doc: Doc, value: Any, where: str, defaults: dict[str, Any]) -> tuple[A
             axes.append(Axis(name, w, tuple(items)))
         elif name in SPEC_FIELDS:
             items = []
+            _at_most_max_trials(doc, w, len(schema.sequence(doc, values, w)), "values")
             for i, v in enumerate(schema.sequence(doc, values, w)):
                 checked = check_field(doc, name, v, join(w, i))
                 items.append((_label(checked), {name: checked}, join(w, i)))
@@ -685,10 +717,29 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-def _expand(doc: Doc, study: Study) -> tuple[Cell, ...]:
-    """The grid's cells in order (first axis outermost); each validated as a whole spec."""
+def _at_most_max_trials(doc: Doc, where: str, count: int, what: str) -> None:
+    if count > MAX_TRIALS:
+        raise doc.error(where, f"{count:,} {what}; a study may have at most {MAX_TRIALS:,} trials (MAX_TRIALS): "
+                        "split it into several studies")
+
+
+def trial_count(axes: tuple[Axis, ...], search: tuple[SearchParam, ...], num_samples: int) -> tuple[int, int]:
+    """(grid cells, trials) of a study, from the axis lengths alone: nothing is expanded."""
+    cells = math.prod(len(axis.values) for axis in axes)
+    return cells, cells * num_samples * math.prod(p.grid_size for p in search)
+
+
+def _expand(doc: Doc, study: Study) -> tuple[tuple[Cell, ...], tuple[tuple[int, str, int], ...]]:
+    """The grid's cells in order (first axis outermost), each validated as a whole spec,
+    with cells that are the same experiment merged into the first (and listed)."""
+    n_cells, n_trials = trial_count(study.axes, study.search, study.num_samples)
+    if n_trials > MAX_TRIALS:
+        per_cell = study.trials_per_cell
+        raise doc.error("grid" if n_cells > 1 or not study.search else "search",
+                        f"{n_cells:,} cell(s) x {per_cell:,} trial(s) per cell = {n_trials:,} trials; a study may "
+                        f"have at most {MAX_TRIALS:,} trials (MAX_TRIALS): split it into several studies")
     cells = []
-    seen: dict[str, int] = {}
+    specs = []
     for index, combo in enumerate(itertools.product(*(axis.values for axis in study.axes))):
         data = dict(study.base)
         origin = {k: join("base", k) for k in data}  # field -> YAML path of the value this cell uses
@@ -716,12 +767,38 @@ def _expand(doc: Doc, study: Study) -> tuple[Cell, ...]:
             spec = ExperimentSpec.from_dict(data, where=where)
         except MedaugError as exc:
             raise doc.error("", f"cell {index} ({where}): {exc}") from None
-        if spec.run_id in seen and not study.search:
-            raise doc.error("grid", f"cells {seen[spec.run_id]} and {index} are the same experiment ({where})")
-        seen[spec.run_id] = index
+        specs.append(spec)
         cells.append(Cell(index=index, labels=tuple(labels), spec=spec_dict(spec, drop=study.searched_fields),
                           generator=generator, request=request))
-    return tuple(cells)
+    return _merge_cells(cells, specs)
+
+
+def _merge_cells(cells: list[Cell], specs: list[ExperimentSpec]) -> tuple[tuple[Cell, ...],
+                                                                        tuple[tuple[int, str, int], ...]]:
+    """Keep the first cell of each spec (run_id; searched fields at their defaults, which
+    Tune then samples alike): a second cell would train the same experiment again and
+    write over its row. Returns the kept cells and (merged index, label, kept index)."""
+    first: dict[str, int] = {}
+    kept: list[Cell] = []
+    merged: list[tuple[int, str, int]] = []
+    for cell, spec in zip(cells, specs):
+        if spec.run_id in first:
+            merged.append((cell.index, cell.label, first[spec.run_id]))
+            continue
+        first[spec.run_id] = cell.index
+        kept.append(cell)
+    return tuple(kept), tuple(merged)
+
+
+def _check_scheduler_epochs(doc: Doc, study: Study) -> None:
+    """ASHA's first rung must fall within the epochs a trial trains."""
+    sch = study.scheduler
+    if sch.kind != "asha" or "epochs" in study.searched_fields or not study.cells:
+        return
+    longest = study.max_epochs
+    if sch.max_t is None and sch.grace_period > longest:
+        raise doc.error("scheduler.grace_period", f"expected at most the longest trial's epochs ({longest}), "
+                        f"got {sch.grace_period}")
 
 
 def _check_cell(doc: Doc, data: dict[str, Any], origin: dict[str, str], request: SyntheticRequest | None,
@@ -818,6 +895,52 @@ def _search(doc: Doc, value: Any, num_samples: Any, base: dict[str, Any],
     return tuple(params), samples
 
 
+def _value_key(value: Any) -> str:
+    """Equal spec values give equal keys (1.0 and 1 were normalised before this)."""
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _merge_search(doc: Doc, params: tuple[SearchParam, ...], num_samples: int,
+                  axes: tuple[Axis, ...]) -> tuple[tuple[SearchParam, ...], int, tuple[str, ...]]:
+    """Merge what would run one spec several times: repeated choice/grid values, and
+    samples beyond the distinct combinations of a search without continuous terms.
+
+    The trial count is checked (against MAX_TRIALS) before a randint range is
+    enumerated as a grid, so nothing large is ever built."""
+    notes: list[str] = []
+    out: list[SearchParam] = []
+    for p in params:
+        if p.kind in ("choice", "grid"):
+            first: dict[str, Any] = {}
+            for v in p.args:
+                first.setdefault(_value_key(v), v)
+            values = tuple(first.values())
+            if len(values) < len(p.args):
+                notes.append(f"search.{p.field}.{p.kind}: {len(p.args) - len(values)} repeated value(s) merged "
+                             f"({len(p.args)} -> {len(values)})")
+                p = dataclasses.replace(p, args=values)
+        out.append(p)
+    random_terms = [p for p in out if p.kind != "grid"]
+    if num_samples > 1 and not random_terms:
+        notes.append(f"num_samples {num_samples}: the search has only grid terms, so each sample would repeat the "
+                     f"same specs; each runs once ({num_samples - 1} repeat(s) per spec merged)")
+        num_samples = 1
+    elif num_samples > 1 and all(p.kind in ("choice", "randint") for p in random_terms):
+        distinct = math.prod(len(p.args) if p.kind == "choice" else p.args[1] - p.args[0] + 1 for p in random_terms)
+        if num_samples >= distinct:
+            names = ", ".join(p.field for p in random_terms)
+            notes.append(f"num_samples {num_samples} >= the {distinct} distinct combination(s) of {names}: each "
+                         f"runs once instead of being sampled ({num_samples - distinct} repeat(s) per cell merged)")
+            n_cells = math.prod(len(axis.values) for axis in axes)
+            per_cell = distinct * math.prod(p.grid_size for p in out)
+            _at_most_max_trials(doc, "search", n_cells * per_cell, "trials")
+            out = [dataclasses.replace(p, kind="grid", args=p.args if p.kind == "choice"
+                                       else tuple(range(p.args[0], p.args[1] + 1))) if p.kind != "grid" else p
+                   for p in out]
+            num_samples = 1
+    return tuple(out), num_samples, tuple(notes)
+
+
 def _scheduler(doc: Doc, value: Any, where: str, metric: str, mode: str) -> Scheduler:
     if value is None:
         return Scheduler(metric=metric, mode=mode)
@@ -835,13 +958,13 @@ def _scheduler(doc: Doc, value: Any, where: str, metric: str, mode: str) -> Sche
         raise doc.error(join(where, "metric"), f"expected one of: {', '.join(REPORTED_METRICS)}")
     s_mode = _mode(doc, m.get("mode", mode if s_metric == metric else
                                  ("min" if s_metric.endswith("loss") else "max")), join(where, "mode"))
-    grace = schema.integer(doc, m.get("grace_period", 1), join(where, "grace_period"), minimum=1)
+    grace = schema.integer(doc, m.get("grace_period", 1), join(where, "grace_period"), minimum=1, maximum=MAX_COUNT)
     max_t = m.get("max_t")
     if max_t is not None:
-        max_t = schema.integer(doc, max_t, join(where, "max_t"), minimum=1)
+        max_t = schema.integer(doc, max_t, join(where, "max_t"), minimum=1, maximum=MAX_COUNT)
         if max_t < grace:
             raise doc.error(join(where, "max_t"), f"expected max_t >= grace_period ({grace})")
-    rf = schema.number(doc, m.get("reduction_factor", 2), join(where, "reduction_factor"))
+    rf = schema.number(doc, m.get("reduction_factor", 2), join(where, "reduction_factor"), maximum=MAX_COUNT)
     if rf <= 1:
         raise doc.error(join(where, "reduction_factor"), "expected a number > 1")
     return Scheduler(kind=kind, metric=s_metric, mode=s_mode, grace_period=grace, max_t=max_t, reduction_factor=rf)
@@ -850,13 +973,16 @@ def _scheduler(doc: Doc, value: Any, where: str, metric: str, mode: str) -> Sche
 def _resources(doc: Doc, value: Any, where: str) -> Resources:
     m = schema.mapping(doc, value, where, allowed=("cpus", "gpus", "nodes", "tasks_per_node", "time", "mem",
                                                    "threads"))
-    cpus = schema.number(doc, m["cpus"], join(where, "cpus"), positive=True) if "cpus" in m else None
-    gpus = schema.number(doc, m.get("gpus", 0), join(where, "gpus"), minimum=0)
-    nodes = schema.integer(doc, m.get("nodes", 1), join(where, "nodes"), minimum=1)
-    tasks = schema.integer(doc, m.get("tasks_per_node", 1), join(where, "tasks_per_node"), minimum=1)
+    cpus = (schema.number(doc, m["cpus"], join(where, "cpus"), positive=True, maximum=MAX_COUNT)
+            if "cpus" in m else None)
+    gpus = schema.number(doc, m.get("gpus", 0), join(where, "gpus"), minimum=0, maximum=MAX_COUNT)
+    nodes = schema.integer(doc, m.get("nodes", 1), join(where, "nodes"), minimum=1, maximum=MAX_COUNT)
+    tasks = schema.integer(doc, m.get("tasks_per_node", 1), join(where, "tasks_per_node"), minimum=1,
+                           maximum=MAX_COUNT)
     time_min = schema.minutes(doc, m["time"], join(where, "time")) if "time" in m else None
     mem = schema.memory(doc, m["mem"], join(where, "mem")) if "mem" in m else None
-    threads = schema.integer(doc, m["threads"], join(where, "threads"), minimum=1) if "threads" in m else None
+    threads = (schema.integer(doc, m["threads"], join(where, "threads"), minimum=1, maximum=MAX_COUNT)
+               if "threads" in m else None)
     if gpus > 1 and gpus != int(gpus):
         raise doc.error(join(where, "gpus"), f"expected a fraction below 1 or a whole number, got {gpus}")
     return Resources(cpus=cpus, gpus=gpus, nodes=nodes, tasks_per_node=tasks, time_min=time_min, mem=mem,
