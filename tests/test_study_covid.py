@@ -55,9 +55,15 @@ def test_shipped_study_dry_run_lists_the_trials_and_the_set_to_make(tmp_path, mo
 
     tmp_path = tmp_path.resolve()
     monkeypatch.chdir(tmp_path)
+    data = make_covid_tree(tmp_path / "data", counts={"COVID": 2, "Normal": 2})
+    weights = tmp_path / "weights"  # `pretrained: true`: the dry run looks for the files, as a run does
+    weights.mkdir()
+    for arch in ("inception_v3", "efficientnet_b0"):
+        (weights / f"{arch}.pth").write_bytes(b"")
+    monkeypatch.setenv("MEDAUG_WEIGHTS_DIR", str(weights))
     s = load_study(STUDY)
     buf = io.StringIO()
-    print_dry_run(s, "local", None, tmp_path / "out", buf)
+    print_dry_run(s, "local", None, tmp_path / "out", buf, data_root=data)
     text = buf.getvalue()
     assert "24 cells x 1 trial(s) per cell; 16 trials runnable, 8 cells wait for synthetic sets" in text, text
     assert ('data options of covid19-radiography: {"split_seed": 0, "test_per_class": 200, "val_fraction": 0.1}'
@@ -72,7 +78,7 @@ def test_shipped_study_dry_run_lists_the_trials_and_the_set_to_make(tmp_path, mo
             f"--seed 0 --out {tmp_path}/synthetic/covid19-radiography_256/stylegan2ada.zarr "
             "--group per-class-COVID-2000") in text
     assert not (tmp_path / "out").exists()
-    assert main(["sweep", str(STUDY), "--dry-run"]) == 0
+    assert main(["sweep", str(STUDY), "--dry-run", "--data-root", str(data)]) == 0
     assert "16 trials runnable, 8 cells wait" in capsys.readouterr().out
 
 

@@ -106,7 +106,8 @@ def test_make_synthetic_resumes_a_killed_fit_and_reports_a_failed_one(tmp_path, 
     assert outcome.finished == 1 and [c.label for c in outcome.waiting] == ["generator=cvae"]
 
 
-def test_generators_section_is_validated_with_yaml_paths_and_listed_by_dry_run(tmp_path, capsys):
+def test_generators_section_is_validated_with_yaml_paths_and_listed_by_dry_run(tmp_path, capsys,
+                                                                               tiny_data):  # noqa: F811
     for body, where in (("  cvae: {epoch: 3}", "generators.cvae.epoch: not a cvae setting (did you mean 'epochs'?)"),
                         ("  cvea: {epochs: 3}", "generators.cvea: unknown generator (did you mean 'cvae'?)"),
                         ("  cvae: {epochs: 0}", "generators.cvae.epochs: "),
@@ -122,7 +123,8 @@ def test_generators_section_is_validated_with_yaml_paths_and_listed_by_dry_run(t
     study = load_study(_study(tmp_path, "dry", "  cvae: {epochs: 200, batch_size: 64}", grid="[null, cvae]"))
     assert study.generators == {"cvae": {"epochs": 200, "batch_size": 64}} and study.synthesize_seed == 3
     buf = io.StringIO()
-    print_dry_run(study, "local", None, tmp_path / "out", buf, make_synthetic=True)
+    print_dry_run(study, "local", None, tmp_path / "out", buf, make_synthetic=True, data_root=tiny_data,
+                  verify_md5=False)
     text = buf.getvalue()
     assert "generator settings (generators:): cvae epochs=200, batch_size=64; synthesize seed 3" in text
     assert ("fit cvae on breastmnist 28 px (epochs 200, batch 64, seed 0) -> "
@@ -130,13 +132,13 @@ def test_generators_section_is_validated_with_yaml_paths_and_listed_by_dry_run(t
             f"{tmp_path}/synthetic/breastmnist_28/cvae.zarr#inverse-scarcity-0.1 (synthesize seed 3)") in text
     assert not (tmp_path / "out").exists()
     buf = io.StringIO()
-    print_dry_run(study, "local", None, tmp_path / "out", buf)
+    print_dry_run(study, "local", None, tmp_path / "out", buf, data_root=tiny_data, verify_md5=False)
     assert "--seed 3 --out" in buf.getvalue() and "run with --make-synthetic" in buf.getvalue()
     # the command line flag reaches the dry run
     from medaug.cli import main
 
     assert main(["sweep", str(tmp_path / "dry.yaml"), "--dry-run", "--make-synthetic", "--out",
-                 str(tmp_path / "out")]) == 0
+                 str(tmp_path / "out"), "--data-root", str(tiny_data), "--no-verify-md5"]) == 0
     assert "--make-synthetic: 1 generator fit(s) before the trials" in capsys.readouterr().out
 
 

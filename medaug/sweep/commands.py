@@ -4,6 +4,10 @@
     medaug sweep sweeps/quickstart.yaml --executor slurm --site localhost --out /shared/results/qs
     medaug sweep sweeps/quickstart.yaml --executor slurm --site localhost --out /shared/results/qs --resume
     medaug sweep sweeps/leroux2021.yaml --make-synthetic   # fit the generators, write the sets, then train
+
+--dry-run checks every cell's inputs (data files and their md5, ImageNet weights of
+`pretrained: true`, synthetic sets or, with --make-synthetic, the fits that make them),
+lists what each cell lacks, and exits 2 when a cell that would run cannot.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from medaug.errors import MedaugError
 from medaug.sweep.driver import EXECUTORS, StudyOutcome, run_study
 from medaug.sweep.site import SiteProfile, load_site
 from medaug.sweep.study import Study, load_study, unregistered_generators
+
+#: How many cell numbers the dry run's summary names per missing input.
+SHOW_CELLS = 8
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +44,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="results folder (default: the study's `results`, relative to the working directory)")
     g.add_argument("--data-root", default=None, metavar="DIR", help="folder holding the MedMNIST npz files")
     g.add_argument("--no-verify-md5", dest="verify_md5", action="store_false",
-                   help="do not check the npz files against medmnist's md5 (test fixtures)")
+                   help="do not check the npz files against medmnist's md5 (test fixtures; --dry-run too)")
     g.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu, cuda")
     g = p.add_argument_group("control")
     g.add_argument("--resume", action="store_true",
@@ -45,7 +53,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="first fit the generators that cells waiting for a synthetic set need (settings: the "
                         "study's `generators:`), write the sets at their pattern paths, then run the trials; "
                         "fits checkpoint in OUT/generators/ and resume when rerun")
-    g.add_argument("--dry-run", action="store_true", help="validate, list the trials and the sbatch parameters; run nothing")
+    g.add_argument("--dry-run", action="store_true", help="validate, check each cell's inputs (data and md5, weights, synthetic sets), list the "
+                        "trials and the sbatch parameters; run nothing; exit 2 when a cell that would run cannot")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=sweep_command)
 
@@ -54,8 +63,13 @@ def sweep_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     site = load_site(args.site) if args.site else None
     if args.dry_run:
-        print_dry_run(study, args.executor, site, args.out, sys.stdout, make_synthetic=args.make_synthetic,
-                      data_root=args.data_root)
+        blocked, would_run, problems = print_dry_run(study, args.executor, site, args.out, sys.stdout,
+                                                     make_synthetic=args.make_synthetic, data_root=args.data_root,
+                                                     verify_md5=args.verify_md5)
+        if blocked:
+            sys.stdout.flush()
+            raise MedaugError(f"{study.source}: dry run: {blocked} of {would_run} cell(s) that would run cannot: "
+                              f"{problems} input(s) missing or invalid (listed per cell above)")
         return 0
     outcome = run_study(study, args.executor, args.out, site=site, resume=args.resume,
                         max_concurrent=args.max_concurrent, data_root=args.data_root, device=args.device,
@@ -66,15 +80,32 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Path | None, stream: IO[str], *,
-                  make_synthetic: bool = False, data_root: str | Path | None = None) -> None:
-    """What would run: every trial with its run_id, the waiting cells (and, with
-    `make_synthetic`, the generator fits that make their sets), and for SLURM the job parameters."""
+                  make_synthetic: bool = False, data_root: str | Path | None = None,
+                  verify_md5: bool = True) -> tuple[int, int, int]:
+    """What would run: every trial with its run_id and the inputs it lacks, the merged
+    duplicates, the waiting cells (and, with `make_synthetic`, the generator fits that
+    make their sets), and for SLURM the job parameters.
+
+    Returns (cells that would run but lack an input, cells that would run, distinct
+    missing inputs); `medaug sweep --dry-run` exits 2 when the first is not 0."""
+    from medaug.sweep.preflight import check_inputs
+
     out_dir = Path(out if out is not None else study.results).expanduser().resolve()
-    runnable, waiting = study.runnable_cells(), study.waiting_cells()
+    waiting = study.waiting_cells()
+    plan = None
+    if make_synthetic and waiting:
+        from medaug.sweep.synthetic_stage import plan_fits
+
+        plan = plan_fits(study, out_dir, data_root=data_root, verify_md5=verify_md5)
+    report = check_inputs(study, data_root=data_root, verify_md5=verify_md5, make_synthetic=make_synthetic,
+                          unmakeable={cell.index: why for cell, why in plan.unmakeable} if plan else None)
+    blocked = set(report.blocked)
+    runnable = [c for c in study.runnable_cells() if c.index not in blocked]
     per_cell = study.trials_per_cell
     w = stream.write
     w(f"study {study.name} ({study.source}): {len(study.cells)} cells x {per_cell} trial(s) per cell; "
-      f"{len(runnable) * per_cell} trials runnable, {len(waiting)} cells wait for synthetic sets\n")
+      f"{len(runnable) * per_cell} trials runnable, {len(waiting)} cells wait for synthetic sets"
+      + (f", {len(blocked)} cells cannot run (inputs missing)" if blocked else "") + "\n")
     if study.description:
         w(f"  {study.description}\n")
     w(f"results -> {out_dir}/results   Ray experiment -> {out_dir}/ray/{study.name}\n")
@@ -97,6 +128,11 @@ def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Pa
                for c in study.cells if c.spec.get("data_options")}
     for dataset, opts in sorted(options):
         w(f"data options of {dataset}: {opts}\n")
+    if study.merged:
+        w(f"{len(study.merged)} duplicate cell(s) merged (the same experiment runs once): " + "; ".join(
+            f"cell {i} ({label}) = cell {kept}" for i, label, kept in study.merged) + "\n")
+    for note in study.search_merges:
+        w(f"merged: {note}\n")
     w(f"\n{'#':>4}  {'run_id' if not study.search else 'run_id (before sampling)':<48}  cell\n")
     to_make: dict[str, str] = {}
     for cell in study.cells:
@@ -109,15 +145,18 @@ def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Pa
         if waits and cell.request is not None:
             to_make.setdefault(waits, cell.request.synthesize_command(waits, cell.spec["dataset"],
                                                                       seed=study.synthesize_seed))
+        lacks = [m for m in report.missing.get(cell.index, []) if not (mismatch and m.endswith(mismatch))]
+        if lacks:
+            what = "cannot run, missing" if cell.index in blocked else "missing"
+            note += f"   [{what}: {'; '.join(lacks)}]"
         w(f"{cell.index:>4}  {spec.run_id:<48}  {cell.label}{note}\n")
     if study.generators:
         w("\ngenerator settings (generators:): " + "; ".join(
             f"{name} " + ", ".join(f"{k}={v}" for k, v in cfg.items()) for name, cfg in study.generators.items())
           + f"; synthesize seed {study.synthesize_seed}\n")
-    if to_make and make_synthetic:
-        from medaug.sweep.synthetic_stage import describe_fit, plan_fits
+    if to_make and make_synthetic and plan is not None:
+        from medaug.sweep.synthetic_stage import describe_fit
 
-        plan = plan_fits(study, out_dir, data_root=data_root)
         w(f"\n--make-synthetic: {len(plan.fits)} generator fit(s) before the trials, each writing its sets:\n")
         for job in plan.fits:
             w(f"  {describe_fit(job)}\n")
@@ -139,7 +178,16 @@ def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Pa
         w(f"sbatch script of trial 0 (submitit writes it under {out_dir}/slurm/{run_id}/):\n")
         script = sbatch_script(site, r, job_name(study.name, run_id), out_dir / "slurm" / run_id / "sub-TIME")
         w("".join(f"  | {line}\n" for line in script.splitlines()))
+    problems = report.problems()
+    if problems:
+        would_run = len(report.would_run)
+        w(f"\n{len(blocked)} of {would_run} cell(s) that would run cannot: {len(problems)} input(s) missing or "
+          "invalid:\n")
+        for line, cells in problems.items():
+            shown = ", ".join(str(i) for i in cells[:SHOW_CELLS]) + (", ..." if len(cells) > SHOW_CELLS else "")
+            w(f"  {line}   (cell{'s' if len(cells) > 1 else ''} {shown}: {len(cells)})\n")
     w("\ndry run: nothing was run\n")
+    return len(blocked), len(report.would_run), len(problems)
 
 
 def print_outcome(outcome: StudyOutcome, stream: IO[str]) -> None:
