@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data" / "medmnist"
+#: where tests find the real MedMNIST files: $MEDAUG_TEST_DATA, else shared/ beside the repository
+TEST_DATA_ENV = "MEDAUG_TEST_DATA"
+DEFAULT_TEST_DATA = REPO.parent / "shared" / "data" / "medmnist"
+
+
+def real_data_dir() -> Path:
+    """The folder of the real MedMNIST npz files the tests use ($MEDAUG_TEST_DATA or the default)."""
+    value = os.environ.get(TEST_DATA_ENV, "").strip()
+    return Path(value).expanduser() if value else DEFAULT_TEST_DATA
+
+
+def require_real_file(name: str) -> Path:
+    """The real data file `name` (e.g. breastmnist.npz) under real_data_dir().
+
+    Absent, the test is skipped with the reason and how to point at the file; under
+    CI=true it fails instead, so a CI that lost its data does not pass by skipping.
+    """
+    folder = real_data_dir()
+    path = folder / name
+    if path.is_file():
+        return path
+    source = f"from ${TEST_DATA_ENV}" if os.environ.get(TEST_DATA_ENV, "").strip() else "the default"
+    why = (f"real data file {name} not found in {folder} ({source}); to run this test, set "
+           f"{TEST_DATA_ENV} to the folder holding the MedMNIST npz files")
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"{why} [CI=true: missing data is a failure, not a skip]", pytrace=False)
+    pytest.skip(why)
 
 
 def make_medmnist_npz(path: Path, *, n: tuple[int, int, int] = (60, 20, 20), size: int = 28, channels: int = 1,
@@ -64,10 +91,9 @@ def tiny_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def real_root() -> Path:
-    """The folder holding the real BreastMNIST npz (shared/data/medmnist)."""
-    if not (SHARED_DATA / "breastmnist.npz").is_file():
-        pytest.fail(f"real BreastMNIST missing at {SHARED_DATA}: the repository expects shared/ beside it")
-    return SHARED_DATA
+    """The folder holding the real BreastMNIST npz: $MEDAUG_TEST_DATA, default shared/data/medmnist
+    beside the repository; skipped with the reason when absent (failed under CI=true)."""
+    return require_real_file("breastmnist.npz").parent
 
 
 @pytest.fixture(autouse=True)
