@@ -67,7 +67,9 @@ def test_make_synthetic_makes_the_set_then_runs_every_cell_and_never_remakes_it(
     assert prov["generator"] == "class-mean-noise" and prov["generator_config"]["seed"] == 2
     assert prov["seed"] == 3 and prov["strategy"] == "inverse-scarcity" and prov["dataset"] == "breastmnist"
     assert prov["train_hash"] == _train_split(tiny_data).train.content_hash
-    assert Path(prov["checkpoint"]) == fit_dir / "checkpoint"
+    # the checkpoint is located relative to the store's folder (no machine path), identified by its hashes
+    assert not Path(prov["checkpoint"]).is_absolute() and prov["checkpoint_hash"] and prov["state_sha256"]
+    assert (store.parent / prov["checkpoint"]).resolve() == (fit_dir / "checkpoint").resolve()
 
     # a second run finds the set: no fit, no write
     stamps = {p: p.stat().st_mtime_ns for p in [*store.rglob("*"), fit_dir / RESULT_FILE] if p.is_file()}

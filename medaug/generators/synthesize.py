@@ -9,12 +9,15 @@ saw (content hash), derives per-class numbers from the train split's class count
 with the strategy (`medaug.generators.strategies`), samples (or, for
 interleave-reconstructions, reconstructs every train image in order), and writes the
 set with its provenance (`medaug.store.synthetic`). Every check runs before anything
-is written; the set appears whole or not at all.
+is written; the set appears whole or not at all. The provenance identifies the
+checkpoint by its hashes and locates it by a path relative to the store's folder, never
+by a machine path (see `checkpoint_location`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +28,7 @@ import numpy as np
 from medaug.data.imageset import DatasetSplits, ImageSet
 from medaug.errors import MedaugError
 from medaug.generators.strategies import Strategy, labels_for_counts
-from medaug.store.synthetic import check_group_name, make_ref, write_synthetic_set
+from medaug.store.synthetic import check_group_name, check_store_writable, make_ref, write_synthetic_set
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,25 @@ def checkpoint_content_hash(ckpt_dir: str | Path) -> str:
 
     checkpoint_hash(ckpt_dir)  # verifies state.pt against generator.json
     return hashlib.sha256((Path(ckpt_dir) / META_FILE).read_bytes()).hexdigest()[:16]
+
+
+def checkpoint_location(ckpt_dir: str | Path, store: str | Path) -> str | None:
+    """Where the checkpoint is, as a POSIX path relative to the folder holding the store; or None.
+
+    Provenance must not record machine paths (/home/alice/...): a set is copied between
+    machines and shared. The checkpoint is identified by its hashes (`checkpoint_hash`,
+    `state_sha256`); this path only helps find it again in the same tree (e.g. a study's
+    OUT/generators/... beside its synthetic/ stores). When checkpoint and store share no
+    folder but the file system root, no path is recorded.
+    """
+    ckpt, base = Path(ckpt_dir).resolve(), Path(store).expanduser().resolve().parent
+    try:
+        common = Path(os.path.commonpath([ckpt, base]))
+    except ValueError:  # different drives
+        return None
+    if common == Path(common.anchor):
+        return None
+    return Path(os.path.relpath(ckpt, base)).as_posix()
 
 
 def check_train_matches(meta: dict[str, Any], train: ImageSet, ckpt_dir: Path) -> None:
@@ -97,10 +119,7 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
     out = Path(out).expanduser()
     group = group or default_group(meta["name"], train.name, strategy, seed, ckpt_hash)
     check_group_name(group)
-    if (out / group).exists():
-        raise MedaugError(f"{make_ref(out, group)}: group exists already; choose another --group or store")
-    if out.exists() and not out.is_dir():
-        raise MedaugError(f"{out}: exists and is not a Zarr directory store")
+    check_store_writable(out, group)  # before sampling: a folder in the way is found now, not after
     if int(counts.sum()) == 0:
         raise MedaugError(f"strategy {strategy.name} {strategy.params()}: asks for 0 images on this train split")
 
@@ -128,7 +147,7 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
         "generator_config": meta["config"],
         "generator_epoch": meta["epoch"],
         "generator_finished": meta["finished"],
-        "checkpoint": str(ckpt.resolve()),
+        "checkpoint": checkpoint_location(ckpt, out),
         "checkpoint_hash": ckpt_hash,
         "state_sha256": meta["state_sha256"],
         "train_hash": train.content_hash,
