@@ -26,6 +26,7 @@ import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,8 @@ def _check_common(size: int, channels: int, fit: str, resample: str, seed: int, 
 
 def _build_splits(name: str, source: Path, keys: list[str], paths: list[Path], labels: np.ndarray,
                   class_names: tuple[str, ...], size: int, channels: int, fit: str, resample: str,
-                  val_fraction: float, test_fraction: float, seed: int, workers: int | None) -> DatasetSplits:
+                  val_fraction: float, test_fraction: float, seed: int, workers: int | None,
+                  info: dict[str, Any] | None = None) -> DatasetSplits:
     """Split by hashed keys, decode only then (a bad split request fails before any decoding)."""
     if len(class_names) < 2:
         raise MedaugError(f"{source}: {len(class_names)} class(es) {list(class_names)}; expected at least 2")
@@ -70,7 +72,7 @@ def _build_splits(name: str, source: Path, keys: list[str], paths: list[Path], l
             for s, idx in index.items()}
     digest = file_list_hash([k, p.stat().st_size] for k, p in sorted(zip(keys, paths)))
     return DatasetSplits(name=name, train=sets["train"], val=sets["val"], test=sets["test"],
-                         version=f"files-{digest}", md5=digest, source=str(source))
+                         version=f"files-{digest}", md5=digest, source=str(source), info=dict(info or {}))
 
 
 def scan_class_folders(
@@ -211,9 +213,12 @@ def load_labels_csv(
 
     Every row is validated (exactly one label) before anything is decoded. `classes`
     keeps only images of those label columns, in that order; otherwise all label
-    columns with at least one image are used (ISIC 2019's UNK column is empty in the
-    training ground truth and is dropped, which is logged). The data set name
-    defaults to the CSV's file stem.
+    columns with at least one image are used: ISIC 2019's UNK column is empty in the
+    training ground truth, so its 9 columns make an 8-class task. A column dropped for
+    having no images is a warning in the log, and every dropped column is recorded in
+    the returned splits' `info` (`labels_csv_info`), which the `isic2019` source writes
+    into the result row's `data_provenance`. The data set name defaults to the CSV's
+    file stem.
     """
     csv_path = Path(csv_path).expanduser()
     image_dir = Path(image_dir).expanduser()
@@ -222,9 +227,10 @@ def load_labels_csv(
     counts = np.bincount(labels, minlength=len(columns))
     if classes is None:
         kept = tuple(c for c, n in zip(columns, counts) if n > 0)
-        dropped = [c for c, n in zip(columns, counts) if n == 0]
-        if dropped:
-            log.info("%s: label column(s) %s have no images; dropped", csv_path, dropped)
+        empty = [c for c, n in zip(columns, counts) if n == 0]
+        if empty:
+            log.warning("%s: label column(s) %s have no images and are dropped: a %d-class task %s",
+                        csv_path, empty, len(kept), list(kept))
     else:
         kept = tuple(classes)
         bad = [c for c in kept if c not in columns]
@@ -248,5 +254,25 @@ def load_labels_csv(
             raise MedaugError(f"{path}: image listed in {csv_path.name} not found")
         keys.append(image)
         paths.append(path)
+    info = labels_csv_info(csv_path, columns, counts, kept)
+    if classes is not None and info["dropped_classes"]:
+        log.info("%s: classes %s chosen; label column(s) %s and their %d image(s) left out", csv_path, list(kept),
+                 info["dropped_classes"], info["dropped_images"])
     return _build_splits(name or csv_path.stem, csv_path, keys, paths, new_labels[rows], kept, size, channels, fit,
-                         resample, val_fraction, test_fraction, seed, workers)
+                         resample, val_fraction, test_fraction, seed, workers, info)
+
+
+def labels_csv_info(csv_path: Path, columns: Sequence[str], counts: np.ndarray,
+                    kept: Sequence[str]) -> dict[str, Any]:
+    """What a result row records of the classes a labels CSV became (JSON-able).
+
+    `dropped_classes`: label columns that are not classes of the task (no images, or not
+    among the chosen `classes`), in column order; `dropped_images`: the images they held;
+    `label_counts`: images per label column as the CSV has them. The CSV's file name only,
+    not its machine path.
+    """
+    per_column = {c: int(n) for c, n in zip(columns, counts)}
+    dropped = [c for c in columns if c not in kept]
+    return {"labels_csv": csv_path.name, "label_columns": list(columns), "classes": list(kept),
+            "dropped_classes": dropped, "dropped_images": sum(per_column[c] for c in dropped),
+            "label_counts": per_column}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -116,6 +117,9 @@ class DatasetSplits:
     md5: str
     license: str = ""
     source: str = ""
+    # What the loader decided that a reader of the result should know (JSON-able), e.g. a
+    # labels CSV's dropped classes (medaug/data/folders.py); a data source puts it in the row.
+    info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def split(self, name: str) -> ImageSet:
         return {"train": self.train, "val": self.val, "test": self.test}[name]

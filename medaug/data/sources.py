@@ -191,9 +191,12 @@ def _isic(name: str, size: int, root: Path | None, download: bool, verify: bool,
     if options["val_fraction"] + options["test_fraction"] >= 1:
         raise MedaugError(f"data_options: val_fraction {options['val_fraction']} + test_fraction "
                           f"{options['test_fraction']} leave no training images")
-    return LoadedData(load_labels_csv(base / ISIC_CSV, base / ISIC_IMAGES, size, channels=3,
-                                      val_fraction=options["val_fraction"], test_fraction=options["test_fraction"],
-                                      seed=options["split_seed"], name=name))
+    splits = load_labels_csv(base / ISIC_CSV, base / ISIC_IMAGES, size, channels=3,
+                             val_fraction=options["val_fraction"], test_fraction=options["test_fraction"],
+                             seed=options["split_seed"], name=name)
+    # which label columns became classes (UNK, without images, is dropped), per-column counts, the split
+    provenance = {**splits.info, **options, "file_list_hash": splits.md5}
+    return LoadedData(splits, {"data_provenance": json.dumps(provenance, sort_keys=True)})
 
 
 def _covid_source(name: str, subset: str) -> DataSource:
