@@ -361,6 +361,22 @@ def test_a_set_with_an_unknown_codec_is_refused_before_decoding(tmp_path, capsys
     assert ref in one_line_error(capsys) and files_under(out) == []
 
 
+def test_a_set_claiming_more_images_than_memory_is_refused_before_reading(tmp_path, capsys):
+    root = make_root(tmp_path)
+    train_split = load_medmnist("breastmnist", root=root, verify=False).train
+    n = 10**12
+    ref = craft(tmp_path / "s.zarr", "g", *synth(), provenance(train_split), n=n)
+    for key, shape in (("images", [n, 1, 28, 28]), ("labels", [n])):
+        meta_file = tmp_path / "s.zarr" / "g" / key / "zarr.json"
+        meta = json.loads(meta_file.read_text())
+        meta["shape"] = shape
+        meta_file.write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    assert train(root, out, "--synthetic", ref) == 2
+    err = one_line_error(capsys)
+    assert ref in err and "more than this machine's memory" in err and files_under(out) == []
+
+
 def test_a_set_whose_codec_is_registered_but_not_allowed_is_refused(tmp_path):
     root = make_root(tmp_path)
     train_split = load_medmnist("breastmnist", root=root, verify=False).train

@@ -27,7 +27,8 @@ Plain `zarr` + numpy read a set without medaug: `zarr.open_group(STORE, mode="r"
 Sets are untrusted files. Before a pixel is read, `open_set_header` checks the metadata:
 Zarr v3 only (never v2, whose object arrays can unpickle), codecs from an allow-list,
 format version, 16-hex set_id, provenance types, at least one image, images uint8
-(N, 1|3, size, size) and labels int64 (N,) (or (N, L)) as the attributes say; then the
+(N, 1|3, size, size), within the machine's memory, and labels int64 (N,) (or (N, L)) as
+the attributes say; then the
 class ids are range-checked and the content re-hashed. `read_set_id` gives a set's id
 from its metadata alone, whatever path spells the reference.
 
@@ -356,6 +357,14 @@ def _check_provenance(ref: str, provenance: Any) -> dict[str, Any]:
     return provenance
 
 
+def _physical_memory() -> int:
+    """Bytes of RAM (0 when the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
 def _open_header(ref: str) -> tuple[SetHeader, Any, Any]:
     """Open `ref` and check everything its metadata says; return (header, images array, labels array).
 
@@ -393,6 +402,10 @@ def _open_header(ref: str) -> tuple[SetHeader, Any, Any]:
     if images.dtype != np.uint8 or tuple(images.shape) != (n, channels, size, size) or channels not in (1, 3):
         raise MedaugError(f"{ref}: images are {images.dtype} {tuple(images.shape)}; expected uint8 (N, C, H, W) = "
                           f"({n}, {channels}, {size}, {size}) with 1 or 3 channels, as its attributes say")
+    nbytes, memory = n * channels * size * size, _physical_memory()
+    if memory and nbytes > memory:
+        raise MedaugError(f"{ref}: claims {n} images of {channels}x{size}x{size} ({nbytes / 2**30:.1f} GiB), "
+                          f"more than this machine's memory ({memory / 2**30:.1f} GiB)")
     n_classes = len(provenance["class_names"])
     multi = str(provenance["task"]).startswith("multi-label")
     expected_shape = (n, n_classes) if multi else (n,)
