@@ -132,11 +132,12 @@ class _Lookups:
         try:
             folder = dataset_dir(self.root)
         except MedaugError:
-            return f"COVID-19 Radiography data: {self.root} holds no class folders (expected " \
-                   f"{self.root}/COVID-19_Radiography_Dataset/<class>/images/*.png or {self.root}/<class>/images)"
+            return (f"COVID-19 Radiography data: {self.root} holds no class folders (expected "
+                    f"{self.root}/COVID-19_Radiography_Dataset/<class>/images/*.png or {self.root}/<class>/images)")
         absent = [cls for cls in CLASS_SUBSETS[subset] if not _has_png(folder / cls / "images")]
         if absent:
-            return (f"COVID-19 Radiography data: no PNG images in {', '.join(str(folder / c / 'images') for c in absent)}")
+            folders = ", ".join(str(folder / c / "images") for c in absent)
+            return f"COVID-19 Radiography data: no PNG images in {folders}"
         return None
 
     def _isic(self) -> str | None:

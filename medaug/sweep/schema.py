@@ -203,7 +203,8 @@ def _float_hint(value: Any) -> str:
     if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value.strip()):
         mantissa, _, exponent = value.strip().lower().partition("e")
         sign = "" if exponent.startswith(("-", "+")) else "+"
-        return f"; write {mantissa if '.' in mantissa else mantissa + '.0'}e{sign}{exponent} (YAML reads {value} as text)"
+        mantissa = mantissa if "." in mantissa else mantissa + ".0"
+        return f"; write {mantissa}e{sign}{exponent} (YAML reads {value} as text)"
     return ""
 
 
