@@ -27,13 +27,21 @@ container:
   binds: [/shared/data, /shared/results]
   options: [--nv]
 ```
+
+A job inside the container sees only its image plus the binds: the site's, the run's
+data root and output folder, and - when the site names a host `python` (a venv's
+interpreter run inside the image) - that venv and the source trees of its editable
+installs (medaug's repository), read-only, at the same paths. So a job runs wherever
+the repository and its .venv live, /tmp included (a container's /tmp is not the host's).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlparse
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +73,37 @@ class Container:
         return [*cmd, self.image, *argv]
 
 
+def interpreter_binds(python: str | None) -> tuple[str, ...]:
+    """Read-only binds (`SRC:SRC:ro`) a host interpreter needs inside a container.
+
+    For a venv's python (`VENV/bin/python`, VENV holding pyvenv.cfg): VENV itself and
+    the source folder of every editable install in it (PEP 610 direct_url.json; for
+    medaug, its repository). Nothing for a bare name (`python3`: the image's own) or an
+    interpreter outside a venv (binding a system prefix would hide the image's). The
+    venv's base interpreter (pyvenv.cfg `home`) is not bound: it must exist in the image
+    at the same path, as /usr/bin/python3 of a matching image does.
+    """
+    if not python or not Path(python).is_absolute():
+        return ()
+    venv = Path(python).parent.parent  # not resolved: a venv's bin/python links out of it
+    if not (venv / "pyvenv.cfg").is_file():
+        return ()
+    folders = [venv]
+    for url_file in sorted(venv.glob("lib*/python*/site-packages/*.dist-info/direct_url.json")):
+        try:
+            info = json.loads(url_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if not isinstance(info, dict) or not isinstance(info.get("dir_info"), dict):
+            continue
+        url = urlparse(str(info.get("url", "")))
+        if info["dir_info"].get("editable") and url.scheme == "file":
+            source = Path(unquote(url.path))
+            if source.is_dir() and not source.is_relative_to(venv):
+                folders.append(source)
+    return tuple(f"{f}:{f}:ro" for f in dict.fromkeys(folders) if "," not in str(f) and ":" not in str(f))
+
+
 @dataclass(frozen=True)
 class SiteProfile:
     name: str = "default"
@@ -88,9 +127,13 @@ class SiteProfile:
     source: str = ""
 
     def python_command(self, extra_binds: tuple[str, ...] = ()) -> str:
-        """What submitit runs as `python` in the job: the venv's python, or the container's."""
+        """What submitit runs as `python` in the job: the venv's python, or the container's.
+
+        A host `python` run inside the container also gets its venv (and editable
+        sources) bound read-only: see `interpreter_binds`."""
         if self.container is not None:
-            return shlex.join(self.container.command([self.python or "python3"], extra_binds))
+            binds = (*extra_binds, *interpreter_binds(self.python))
+            return shlex.join(self.container.command([self.python or "python3"], binds))
         return self.python or ""
 
     def slurm_parameters(self, res: Resources, job_name: str) -> dict[str, Any]:
