@@ -67,7 +67,11 @@ def connect(results: str | Path) -> duckdb.DuckDBPyConnection:
     try:
         con.from_arrow(rows.table).create("results")
         if gen is not None:
-            con.from_df(gen).create("generator_eval")
+            try:
+                con.from_df(gen).create("generator_eval")
+            except duckdb.Error as exc:  # e.g. one column holding numbers in one file, text in another
+                raise MedaugError(f"{results}: generator evaluations (generator-eval/*.parquet) cannot be put "
+                                  f"into one table ({_first_line(exc)})") from None
         for statement in LOCKDOWN:
             con.execute(statement)
     except BaseException:
