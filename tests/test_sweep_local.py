@@ -107,7 +107,7 @@ resources: {cpus: 1}
 
     res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "resuming the Ray experiment" in res.stdout + res.stderr
+    assert "resuming the study" in res.stdout + res.stderr
     rows = {p.name: read_row(p) for p in results.glob("*.parquet")}
     assert len(rows) == 3 and all(r["status"] == "finished" for r in rows.values())
     for name, (mtime, data) in before.items():  # not trained again, not rewritten

@@ -276,7 +276,7 @@ resources: {cpus: 1, time: 10, mem: 500M}
     proc = _driver(study, out, tiny_data, site, "--resume")
     output = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, output
-    assert "resuming the Ray experiment" in output
+    assert "resuming the study" in output
     rows = {p.name: read_row(p) for p in results.glob("*.parquet")}
     assert len(rows) == 3 and all(r["status"] == "finished" for r in rows.values())
     for name, before in finished_before.items():  # not trained again: same run, same times, same numbers

@@ -1,7 +1,7 @@
 """Run a study with Ray Tune as the driver: `run_study(study, executor, out, ...)`.
 
 Tune owns the trial bookkeeping (which trial is pending, running, finished, failed;
-retries up to the study's max_failures; the ASHA scheduler; restore after a crash).
+retries up to the study's max_failures; the ASHA scheduler).
 Where a trial trains is the executor: `local` (Ray workers on this machine or on the
 Ray cluster given by --ray-address) or `slurm` (one SLURM job per trial). Either way
 the trial calls `medaug.experiment.run` and its result is one Parquet row under
@@ -21,14 +21,23 @@ With `make_synthetic=True` (`--make-synthetic`) the driver first fits the genera
 that the waiting cells' synthetic requests need and writes their sets
 (`medaug.sweep.synthetic_stage`); cells whose fit failed keep waiting.
 
-Resuming (`resume=True`) restores the Tune experiment: finished trials are not run
-again, errored ones are retried, trials that were running re-attach to their SLURM
-job (or, locally, resume from state.pt). A fresh run over an existing OUT starts a new
-Tune experiment but still never trains a spec whose finished row exists.
+Resuming (`resume=True`) rebuilds the study from the study file and what OUT holds,
+never from Ray's own experiment state: restoring a Tune experiment unpickles
+OUT/ray/<study>/tuner.pkl (and trial checkpoints), and an output folder is not trusted
+(on a cluster it is often group-writable; a planted pickle would run code). So every
+run, resumed or not, starts a new Tune experiment over the same trials: a trial whose
+finished row exists is replayed to Tune from that row, not trained; a failed or stopped
+one runs again; an interrupted local run continues from its state.pt (weights only), and
+a SLURM trial whose job is still running re-attaches to it through its job record
+(OUT/slurm/<run_id>/job.json). The old OUT/ray/<study> is removed unread. What is not
+carried over is the scheduler's state: ASHA's rungs are rebuilt from the replayed
+trials. Searched fields are sampled with a seed derived from the study (`search_seed`),
+so the rebuilt study samples the same configurations, hence the same run_ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import shutil
@@ -129,6 +138,43 @@ def param_space(study: Study, cells: list[Cell]) -> dict[str, Any]:
     return space
 
 
+def search_seed(study: Study) -> int:
+    """The random state of the study's search sampling: fixed by the study's name and
+    search space, so a rerun or --resume samples the same configurations (same run_ids)."""
+    text = "\n".join([study.name, *(f"{p.field} {p.kind} {list(p.args)!r}" for p in study.search),
+                      str(study.num_samples)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def check_out_dir(out_dir: Path, where: str) -> None:
+    """Refuse, before anything starts or is written, an output folder that is a file,
+    lies under a file, or cannot be written (a missing one must be creatable)."""
+    probe = out_dir
+    while not (probe.exists() or probe.is_symlink()) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe.is_file() else "is not a folder"
+        raise MedaugError(f"{where} {out_dir}: {probe if probe != out_dir else 'it'} {what}; expected a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise MedaugError(f"{where} {out_dir}: {probe} is not writable")
+    if probe != out_dir:
+        return
+    for sub in ("results", "runs", "ray", "slurm", "generators"):
+        path = out_dir / sub
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            raise MedaugError(f"{where} {out_dir}: {path} is not a folder; the sweep writes its {sub} there")
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            raise MedaugError(f"{where} {out_dir}: {path} is not writable")
+
+
+def clear_experiment(path: Path) -> None:
+    """Remove Tune's bookkeeping of an earlier run unread (a link is unlinked, never followed)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
 def run_study(study: Study | str | Path, executor: str = "local", out: str | Path | None = None, *,
               site: SiteProfile | str | Path | None = None, resume: bool = False, max_concurrent: int | None = None,
               data_root: str | Path | None = None, device: str | None = None, verify_md5: bool = True,
@@ -159,7 +205,9 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
                           "(the local executor runs one process per trial)")
     if executor == "slurm" and shutil.which("sbatch") is None:
         raise MedaugError("--executor slurm: sbatch not found on PATH (is this a SLURM login node?)")
-    out_dir = Path(out if out is not None else study.results).expanduser().resolve()
+    out_dir = Path(out if out is not None else study.results).expanduser().absolute()
+    check_out_dir(out_dir, "--out" if out is not None else f"{study.source}: results:")
+    out_dir = out_dir.resolve()
     if data_root is not None:
         data_root = Path(data_root).expanduser().resolve()
         if not data_root.is_dir():
@@ -220,27 +268,25 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
         run_config = tune.RunConfig(storage_path=str(out_dir / "ray"), name=study.name, verbose=0,
                                     failure_config=tune.FailureConfig(max_failures=study.max_failures),
                                     callbacks=callbacks)
-        if resume and tune.Tuner.can_restore(str(experiment_path)):
-            say(f"resuming the Ray experiment at {experiment_path}")
-            tuner = tune.Tuner.restore(str(experiment_path), trainable=trainable, resume_errored=True,
-                                       resume_unfinished=True)
-            # restore() keeps the stored run config; keep our display on it
-            tuner._local_tuner._run_config.callbacks = callbacks  # noqa: SLF001 (no public setter)
-        else:
-            if resume:
-                say(f"nothing to resume at {experiment_path}: starting the study")
-            elif experiment_path.exists():
-                shutil.rmtree(experiment_path)  # Tune bookkeeping only; finished rows are reused
-            out_dir.mkdir(parents=True, exist_ok=True)
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space(study, cells),
-                tune_config=tune.TuneConfig(scheduler=study.scheduler.to_tune(study.max_epochs),
-                                            num_samples=study.num_samples, max_concurrent_trials=concurrency,
-                                            reuse_actors=executor == "local",
-                                            trial_dirname_creator=_trial_dirname),
-                run_config=run_config,
-            )
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        if resume:
+            say(f"resuming the study from its rows in {out_dir}: finished trials are replayed, not trained; "
+                "the others run (interrupted runs continue from their state.pt, running SLURM jobs are "
+                "re-attached)")
+        # Tune's bookkeeping of an earlier run is never read (it holds pickles): the study
+        # file and the rows are the state (see the module docstring)
+        clear_experiment(experiment_path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(study, cells),
+            tune_config=tune.TuneConfig(
+                scheduler=study.scheduler.to_tune(study.max_epochs), num_samples=study.num_samples,
+                search_alg=BasicVariantGenerator(max_concurrent=concurrency or 0, random_state=search_seed(study)),
+                reuse_actors=executor == "local", trial_dirname_creator=_trial_dirname),
+            run_config=run_config,
+        )
         say(f"{total} trials on the {executor} executor -> {out_dir}")
         interrupted = False
         try:
@@ -286,9 +332,9 @@ def make_watch():
     """A Tune callback that counts each trial's failures and notices Ctrl-C.
 
     Tune's own SIGINT handler (installed when fit() starts) ends the run gracefully:
-    it saves the experiment state with the running trials still RUNNING (so --resume
-    continues them), then stops their actors. fit() then returns normally; this
-    callback chains onto that handler in setup() so the driver knows it was interrupted.
+    it stops the trials' actors (an interrupted run keeps its state.pt, which --resume
+    continues from). fit() then returns normally; this callback chains onto that
+    handler in setup() so the driver knows it was interrupted.
     """
     import signal
     import threading

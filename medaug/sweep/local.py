@@ -2,16 +2,17 @@
 
 Ray places trials by the CPUs/GPUs they ask for (fractional GPUs pack several small
 trials on one device); the training loop's per-epoch callback is `tune.report`, so a
-scheduler such as ASHA sees every epoch. A retried trial (max_failures) resumes from
-the run's state.pt; a trial whose finished row already exists is not trained again:
-its history is replayed to Tune.
+scheduler such as ASHA sees every epoch (the last one with the final report, after the
+test evaluation wrote the row: `trial.epoch_reports`). A retried trial (max_failures)
+resumes from the run's state.pt; a trial whose finished row already exists is not
+trained again: its history is replayed to Tune.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from medaug.sweep.trial import (RunOptions, epoch_pause, epoch_report, final_report, finished_row, has_row,
+from medaug.sweep.trial import (RunOptions, epoch_pause, epoch_reports, final_report, finished_row, has_row,
                                 replay_reports, set_threads)
 
 
@@ -46,7 +47,7 @@ def local_trainable(config: dict[str, Any], options: dict[str, Any]) -> None:
     row = run(spec, opts.out, data_root=opts.data_root, device=opts.device, quiet=True,
               overwrite=has_row(opts, spec),  # only a failed/stopped row can be there: replace it
               verify_md5=opts.verify_md5, context=context,
-              on_epoch=epoch_pause(lambda record: tune.report(epoch_report(record, spec.run_id))))
+              on_epoch=epoch_pause(epoch_reports(tune.report, spec.run_id, spec.epochs)))
     final = final_report(row)
     final["ray_node_id"] = ray_node_id()
     tune.report(final)

@@ -43,6 +43,15 @@ class ProgressDisplay(Callback):
         self._last_line = ""
         self._last_time = 0.0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its run config (callbacks included) into OUT/ray; the stream (a
+        # terminal, a test's capture) need not travel, and may not pickle
+        return {k: v for k, v in self.__dict__.items() if k != "stream"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.stream = sys.stderr
+
     # -- Tune hooks -----------------------------------------------------------------
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric)
@@ -75,7 +84,7 @@ class ProgressDisplay(Callback):
 
     # -- output ---------------------------------------------------------------------
     def counts(self, trials: list) -> dict[str, int]:
-        for t in trials:  # trials that ended before a restore fire no callback: classify them here
+        for t in trials:  # a trial that ended without a callback: classify it here
             if t.trial_id in self.done | self.failed | self.stopped:
                 continue
             if t.status == "ERROR":

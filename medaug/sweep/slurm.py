@@ -38,7 +38,7 @@ from medaug.store.atomic import atomic_write_text
 from medaug.sweep.site import SiteProfile
 from medaug.sweep.study import Resources
 from medaug.sweep.trial import (RunOptions, epoch_pause, epoch_report, final_report, finished_row, has_row,
-                                progress_path, replay_reports, set_threads, update_row)
+                                is_last_epoch, progress_path, replay_reports, set_threads, update_row)
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                  "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "PREEMPTED")
@@ -176,10 +176,23 @@ def make_executor(folder: Path, site: SiteProfile, resources: Resources, name: s
     return executor
 
 
+class _PreviewExecutor(submitit.SlurmExecutor):
+    """submitit's SlurmExecutor for writing the sbatch script only: its constructor
+    refuses to run where `srun` is not on PATH, but a preview submits nothing."""
+
+    @classmethod
+    def affinity(cls) -> int:
+        return 1
+
+
 def sbatch_script(site: SiteProfile, resources: Resources, name: str, folder: Path,
                   binds: tuple[str, ...] = ()) -> str:
-    """The sbatch script submitit would submit for one trial (dry runs, golden-file tests)."""
-    executor = make_executor(folder, site, resources, name, binds)
+    """The sbatch script submitit would submit for one trial (dry runs, golden-file tests).
+
+    Works on any machine, SLURM or not, and writes nothing (`folder` is only named)."""
+    python = site.python_command(binds) or None
+    executor = _PreviewExecutor(folder=folder, max_num_timeout=site.max_num_timeout, python=python)
+    executor.update_parameters(**site.slurm_parameters(resources, name))
     return executor._make_submission_file_text(executor._submitit_command_str, uid="preview")
 
 
@@ -269,9 +282,13 @@ class SlurmTrialLogic:
         assert self.job_id is not None
         while True:
             self.buffer.extend(self.tail.read_new())
+            if self.buffer and self.first_epoch_latency is None:
+                self.first_epoch_latency = time.time() - self.submitted_at
+            # the last epoch comes with the final report, once the job has written the row:
+            # reported now, ASHA would stop the trial at max_t and cancel the job during its
+            # test evaluation (`trial.epoch_reports`)
+            self.buffer = [r for r in self.buffer if not is_last_epoch(r, self.spec.epochs)]
             if self.buffer:
-                if self.first_epoch_latency is None:
-                    self.first_epoch_latency = time.time() - self.submitted_at
                 report = epoch_report(self.buffer.pop(0), self.spec.run_id)
                 report["slurm_job_id"] = self.job_id
                 return report
@@ -300,17 +317,14 @@ class SlurmTrialLogic:
         return report
 
     def _job_error(self) -> str:
-        """The job's own error: submitit's result pickle (traceback) or the tail of its stderr."""
+        """The job's own error, from the tail of its stderr log (text: submitit's result
+        pickle under OUT is never loaded, as nothing in an output folder is unpickled)."""
         rec = JobRecord.read(self.record_file)
         if rec is None:
             return "no job record"
-        job = submitit.SlurmJob(folder=rec.folder, job_id=rec.job_id)
-        try:
-            job.result()
-        except Exception as exc:  # noqa: BLE001 - we want the job's message, whatever it was
-            return " ".join(str(exc).strip().splitlines()[-3:])[:2000]
-        err = job.stderr() or ""
-        return " ".join(err.strip().splitlines()[-3:])[:2000] or "no error output"
+        err = submitit.SlurmJob(folder=rec.folder, job_id=rec.job_id).stderr() or ""
+        lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("submitit ")]
+        return " ".join(lines[-3:])[:2000] or "no error output"
 
     def cancel(self) -> None:
         """Cancel the job unless it finished (Tune stopped the trial: ASHA, Ctrl-C)."""
@@ -329,12 +343,12 @@ def make_trainable(site: SiteProfile, resources: Resources, options: dict[str, A
         def step(self) -> dict[str, Any]:
             return self.logic.next_report()
 
-        def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
-            # The run's own state.pt and the job record are the real checkpoint; Tune
-            # only needs something to hand back on restore.
-            return {"run_id": self.logic.spec.run_id, "job_id": self.logic.job_id}
+        def save_checkpoint(self, checkpoint_dir: str) -> None:
+            # The run's own state.pt and the job record (JSON) are the real checkpoint;
+            # returning None leaves Tune nothing to pickle into the output folder.
+            return None
 
-        def load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        def load_checkpoint(self, checkpoint: Any) -> None:
             pass  # setup() already re-attached to the job (or resubmitted it)
 
         def cleanup(self) -> None:

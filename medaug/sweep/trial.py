@@ -111,6 +111,27 @@ def has_row(opts: RunOptions, spec: ExperimentSpec) -> bool:
     return result_path(opts.out, spec.run_id).is_file()
 
 
+def is_last_epoch(record: dict[str, Any], epochs: int) -> bool:
+    """The run's last epoch: never reported on its own (see `epoch_reports`)."""
+    return int(record.get("epoch", 0) or 0) >= epochs
+
+
+def epoch_reports(report: Callable[[dict[str, Any]], None], run_id: str, epochs: int
+                  ) -> Callable[[dict[str, Any]], None]:
+    """The per-epoch callback of a trial: every epoch but the last goes to `report`.
+
+    The last epoch is carried by the final report, sent after the test evaluation has
+    written the row. Reported on its own, it reaches ASHA's `max_t` (= epochs) and
+    the scheduler stops the trial there, in the middle of the test evaluation: a trial
+    that trained every epoch would end `stopped`, without its test numbers.
+    """
+    def on_epoch(record: dict[str, Any]) -> None:
+        if not is_last_epoch(record, epochs):
+            report(epoch_report(record, run_id))
+
+    return on_epoch
+
+
 def epoch_report(record: dict[str, Any], run_id: str) -> dict[str, Any]:
     """What Tune sees per epoch: the loop's record (numbers only) and the run id."""
     out: dict[str, Any] = {k: record[k] for k in EPOCH_KEYS if k in record and record[k] is not None}
@@ -130,10 +151,13 @@ def final_report(row: dict[str, Any]) -> dict[str, Any]:
 
 def replay_reports(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A finished row's history as epoch reports, then its final report (a resumed
-    sweep re-reports a finished run this way instead of training it again)."""
+    sweep re-reports a finished run this way instead of training it again). As in a
+    live trial, the last epoch comes only with the final report (`epoch_reports`)."""
+    final = final_report(row)
     for record in row.get("history") or []:
-        yield epoch_report(record, row["run_id"])
-    yield final_report(row)
+        if not is_last_epoch(record, final["epoch"]):
+            yield epoch_report(record, row["run_id"])
+    yield final
 
 
 def update_row(opts: RunOptions, run_id: str, **changes: Any) -> None:
