@@ -1,7 +1,7 @@
 """`medaug report` and `medaug results ...` load only what the command needs (issue 10, speed).
 
 Importing the analysis commands costs nothing heavy (the parser is built from it); a query
-never loads scipy, matplotlib or torch; tables never load duckdb, matplotlib or torch; a report
+never loads pandas, scipy, matplotlib or torch; tables never load duckdb, matplotlib or torch; a report
 never loads duckdb or torch. Each command runs in a fresh interpreter, as from the shell.
 """
 
@@ -47,7 +47,7 @@ def test_importing_the_commands_loads_nothing_heavy(tmp_path):
 
 
 @pytest.mark.parametrize("command, absent", [
-    (["results", "query", "{out}", "SELECT count(*) FROM results"], ("torch", "scipy", "matplotlib", "zarr")),
+    (["results", "query", "{out}", "SELECT count(*) FROM results"], ("torch", "pandas", "scipy", "matplotlib", "zarr")),
     (["results", "tables", "{out}", "--table", "table2"], ("torch", "duckdb", "matplotlib", "zarr")),
     (["report", "{out}", "--out", "{rep}"], ("torch", "duckdb")),
 ])

@@ -74,10 +74,13 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from medaug.analysis.query import format_frame, run_query
+    from medaug.analysis.query import format_result, query
 
-    df = run_query(args.results, args.sql)
-    sys.stdout.write(format_frame(df, args.format, args.max_rows))
+    res = query(args.results, args.sql)
+    sys.stdout.write(format_result(res, args.format, args.max_rows))
+    more = len(res.rows) - args.max_rows
+    if args.max_rows > 0 and more > 0 and args.format in ("csv", "json"):
+        print(f"note: {more} more row(s) not shown; use --max-rows 0 for all", file=sys.stderr)
     return 0
 
 

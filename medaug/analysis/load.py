@@ -30,13 +30,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medaug.errors import MedaugError
 from medaug.store.results import RESULTS_DIR, SCHEMA, SCHEMA_VERSION
+
+if TYPE_CHECKING:  # pandas is imported where a DataFrame is made: `medaug results query` never needs it
+    import pandas as pd
 
 GENERATOR_EVAL_DIR = "generator-eval"
 
@@ -236,7 +240,7 @@ def read_result_rows(paths: Sequence[str | Path] | str | Path) -> ResultRows:
     if len(keep) < table.num_rows:
         messages.append(f"{table.num_rows - len(keep)} duplicate row(s) with the same run_id were dropped "
                         "(a finished row is kept over a failed one, then the latest)")
-    return ResultRows(table=table.take(pa.array(keep, pa.int64())), files=files, messages=messages)
+    return ResultRows(table=table.take(_int64_array(keep)), files=files, messages=messages)
 
 
 def load_results(paths: Sequence[str | Path] | str | Path, *, with_generator_eval: bool = True) -> Results:
@@ -252,15 +256,27 @@ def load_results(paths: Sequence[str | Path] | str | Path, *, with_generator_eva
                    messages=read.messages + notes, generator_eval=gen_eval)
 
 
+def _int64_array(values: list[int]) -> pa.Array:
+    """`pa.array(values, pa.int64())` without its check for pandas input, which imports pandas
+    (half a second of `medaug results query` start-up)."""
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(np.asarray(values, np.int64))])
+
+
 def _kept_rows(table: pa.Table) -> list[int]:
-    """Row numbers to keep, one per run_id (a finished row over a failed one, then the latest),
-    in (dataset, run_id) order."""
-    df = table.select(["run_id", "dataset", "status", "finished_at"]).to_pandas()
-    order = df.assign(_i=range(len(df)), _finished=(df["status"] == "finished").astype(int),
-                      _t=pd.to_datetime(df["finished_at"], utc=True).fillna(pd.Timestamp(0, tz="UTC")))
-    order = order.sort_values(["_finished", "_t"], kind="stable")
-    kept = order.drop_duplicates("run_id", keep="last").sort_values(["dataset", "run_id"], kind="stable")
-    return kept["_i"].tolist()
+    """Row numbers to keep, one per run_id (a finished row over a failed one, then the latest
+    `finished_at`, then the one read last), in (dataset, run_id) order."""
+    run_ids = table.column("run_id").to_pylist()
+    finished = [s == "finished" for s in table.column("status").to_pylist()]
+    # microseconds since 1970, missing as 0 (timestamps' to_pylist would import pandas)
+    times = [t or 0 for t in table.column("finished_at").cast(pa.int64()).to_pylist()]
+    best: dict[object, int] = {}
+    for i, run_id in enumerate(run_ids):
+        j = best.get(run_id)
+        if j is None or (finished[i], times[i]) >= (finished[j], times[j]):
+            best[run_id] = i
+    datasets = table.column("dataset").to_pylist()
+    return sorted(best.values(), key=lambda i: (datasets[i] is None, datasets[i] or "",
+                                                run_ids[i] is None, run_ids[i] or ""))
 
 
 def generator_eval_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -286,8 +302,13 @@ def load_generator_eval(paths: Sequence[str | Path] | str | Path) -> pd.DataFram
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    files = generator_eval_files(paths)
+    if not files:
+        return None
+    import pandas as pd  # only now: a query of a folder without evaluations never loads pandas
+
     frames = []
-    for file in generator_eval_files(paths):
+    for file in files:
         try:
             frames.append(pq.ParquetFile(file).read().to_pandas())
         except (pa.ArrowException, OSError):
