@@ -173,7 +173,13 @@ def test_resume_from_saved_state_gives_identical_result(tiny_root: Path, tmp_pat
     full = fit_and_test(spec, data.train, data.val, data.test, device="cpu")
 
     state = tmp_path / "state.pt"
-    fit_and_test(spec.replace(epochs=2), data.train, data.val, data.test, device="cpu", state_path=state)
+
+    def stop_after_2(record: dict) -> None:  # like a kill after epoch 2 was saved
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_and_test(spec, data.train, data.val, data.test, device="cpu", state_path=state, on_epoch=stop_after_2)
     resumed = fit_and_test(spec, data.train, data.val, data.test, device="cpu", state_path=state)
     assert [h["train_loss"] for h in resumed.outcome.history] == [h["train_loss"] for h in full.outcome.history]
     assert resumed.test.acc == full.test.acc and resumed.best_epoch == full.best_epoch

@@ -16,9 +16,12 @@ same global batch and trains on its own slice of it; only rank 0 writes files.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +36,12 @@ from medaug.augment import build_augmentation
 from medaug.augment.sampling import class_balanced_weights, epoch_indices
 from medaug.classifiers.transfer import classifier_loss, main_logits, set_backbone_trainable
 from medaug.data.imageset import ImageSet
+from medaug.errors import MedaugError
 from medaug.metrics import ClassificationMetrics, evaluate
 from medaug.store.atomic import atomic_write
 
 EVAL_BATCH = 512
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the state names the run it belongs to (`identity`)
 
 
 @dataclass(frozen=True)
@@ -152,11 +156,54 @@ def _save_state(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def _load_state(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
+def state_identity(config: TrainConfig, train: ImageSet, val: ImageSet) -> str:
+    """What a saved state must have been trained with to be resumed: the whole config (its
+    name is the run_id in `medaug.experiment.run`) and the content of train and val."""
+    return json.dumps({"config": dataclasses.asdict(config), "train": train.content_hash, "val": val.content_hash},
+                      sort_keys=True, default=list)
+
+
+def _start_over(path: Path, why: str) -> MedaugError:
+    return MedaugError(f"{path}: {why}; delete it to start this run over from epoch 1")
+
+
+def _load_state(path: Path, identity: str, epochs: int) -> dict[str, Any] | None:
+    """The resumable state at `path`, None when there is none; refuses (MedaugError) a file
+    that is not a state of this very run: unreadable, foreign (another spec or data) or of
+    another state version. Loaded with weights_only=True: tensors and plain data only, so a
+    planted pickle is refused, never executed."""
+    if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state if state.get("version") == STATE_VERSION else None
+    if not path.is_file():
+        raise _start_over(path, "is not a file")
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickles; the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure: corrupt zip, foreign pickle, truncated file
+        raise _start_over(path, f"not a readable training state ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        found = state.get("version") if isinstance(state, dict) else type(state).__name__
+        raise _start_over(path, f"not a training state of this medaug version (version {found!r}, "
+                                f"expected {STATE_VERSION})")
+    if state.get("identity") != identity:
+        raise _start_over(path, "training state of another run (other spec or data)")
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or not 1 <= epoch <= epochs or not isinstance(state.get("history"), list):
+        raise _start_over(path, f"malformed training state (epoch {epoch!r})")
+    return state
+
+
+def _restore(path: Path, saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+             schedule: torch.optim.lr_scheduler.LRScheduler) -> None:
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        if not isinstance(saved["best_state"], dict):
+            raise TypeError("best_state")
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise _start_over(path, f"training state does not fit this run's network ({type(exc).__name__})") from None
 
 
 def train_classifier(
@@ -170,7 +217,15 @@ def train_classifier(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: bool = False,
 ) -> TrainOutcome:
-    """Train `model` on `train`, select the best epoch on `val`; resumable via `state_path`."""
+    """Train `model` on `train`, select the best epoch on `val`; resumable via `state_path`.
+
+    Refuses (MedaugError) an empty train or val split: a network that never trained, or an
+    epoch that cannot be selected, must not become a result.
+    """
+    for split in (train, val):
+        if len(split) == 0:
+            raise MedaugError(f"{split.name}: the {split.split} split is empty (0 images); nothing to "
+                              f"{'train on' if split is train else 'select the best epoch with'}")
     rank, world = _rank_world()
     multi_label = train.multi_label
     on_cuda = device.type == "cuda"
@@ -199,11 +254,10 @@ def train_classifier(
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, best_score, best_val = 0, -math.inf, None
     start_epoch = 1
-    saved = _load_state(state_path) if state_path is not None else None
+    identity = state_identity(config, train, val)
+    saved = _load_state(state_path, identity, config.epochs) if state_path is not None else None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
+        _restore(state_path, saved, model, optimizer, schedule)
         history, best_state = saved["history"], saved["best_state"]
         best_epoch, best_score = saved["best_epoch"], saved["best_score"]
         start_epoch = saved["epoch"] + 1
@@ -280,7 +334,7 @@ def train_classifier(
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         if state_path is not None and rank == 0:
             _save_state(state_path, {
-                "version": STATE_VERSION, "epoch": epoch, "model": model.state_dict(),
+                "version": STATE_VERSION, "identity": identity, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "history": history, "best_state": best_state, "best_epoch": best_epoch, "best_score": best_score,
             })
