@@ -94,6 +94,8 @@ def attack(w: dict, name: str) -> str:
 def test_attack_through_the_cli_exits_2_and_changes_nothing(world, capsys, name):
     sql = attack(world, name)
     before = snapshot(world["tmp"])
+    duckdb_home = Path.home() / ".duckdb"  # extensions, persistent secrets
+    home_before = snapshot(duckdb_home) if duckdb_home.is_dir() else None
     rc = main(["results", "query", str(world["out"]), sql])
     captured = capsys.readouterr()
     assert rc == 2, (name, captured)
@@ -103,6 +105,7 @@ def test_attack_through_the_cli_exits_2_and_changes_nothing(world, capsys, name)
     assert SECRET not in err and "root:" not in err
     assert snapshot(world["tmp"]) == before, name
     assert sorted(p.name for p in world["victim"].iterdir()) == ["keep0.csv", "keep1.csv", "keep2.csv"]
+    assert (snapshot(duckdb_home) if duckdb_home.is_dir() else None) == home_before
 
 
 def test_the_three_issue_attacks_name_what_stopped_them(world, capsys):
