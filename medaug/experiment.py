@@ -11,22 +11,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
+import re
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medaug.errors import MedaugError
+from medaug.train.runfolder import RUNS_DIR, append_line, check_out_dir, claim_run
 
 if TYPE_CHECKING:
     import torch
 
-    from medaug.data.imageset import ImageSet
+    from medaug.data.imageset import DatasetSplits, ImageSet
     from medaug.data.sources import LoadedData
     from medaug.metrics import ClassificationMetrics
     from medaug.train.loop import TrainConfig, TrainOutcome
@@ -34,6 +38,41 @@ if TYPE_CHECKING:
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "multistep")
 SELECT_METRICS = ("acc", "auc")
+
+#: Allowed ranges of the numeric spec fields, (low, high) inclusive. They are far wider than
+#: any study uses, and refuse values that cannot train: above them a run wastes days (epochs),
+#: overflows float32 in the optimizer step (an lr of 1e300 raised "value cannot be converted to
+#: type float without overflow") or trains a network into NaN and records a "finished" NaN row.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "size": (1, 4096),             # image side; each data source accepts only its own sizes
+    "epochs": (1, 10_000),
+    "batch_size": (1, 65_536),
+    "seed": (0, 2**32 - 1),        # numpy's and most tools' seed range
+    "freeze_epochs": (0, 10_000),  # and below epochs (checked with it)
+}
+#: (low, high, low is open, high is open): lr in (0, 10], momentum in [0, 1), weight decay in [0, 1].
+FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, 10.0, True, False),  # an lr of 0 trains nothing
+    "momentum": (0.0, 1.0, False, True),
+    "weight_decay": (0.0, 1.0, False, False),
+}
+MAX_MILESTONES = 100
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _within(value: float, low: float, high: float, low_open: bool, high_open: bool) -> bool:
+    return (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 @dataclass(frozen=True)
@@ -82,34 +121,52 @@ class ExperimentSpec:
 
         if not isinstance(self.dataset, str) or not self.dataset:
             raise bad("dataset", "a dataset name")
+        for name in ("classifier", "augmentation"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise bad(name, "a registered name")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", f"one of {SCHEDULES}")
         if self.select_metric not in SELECT_METRICS:
             raise bad("select_metric", f"one of {SELECT_METRICS}")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise bad("epochs", "an integer >= 1")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise bad("batch_size", "an integer >= 1")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "an integer >= 0")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise bad("lr", "a number > 0")
-        if not (0 <= self.momentum < 1):
-            raise bad("momentum", "a number in [0, 1)")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "a number >= 0")
-        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
-        if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
-            raise bad("milestones", "increasing fractions of the epochs, each in (0, 1)")
-        if not isinstance(self.freeze_epochs, int) or not 0 <= self.freeze_epochs < self.epochs:
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if not _is_int(value) or not low <= value <= high:
+                raise bad(name, f"an integer in [{low}, {high}]")
+            object.__setattr__(self, name, int(value))
+        for name, bounds in FLOAT_RANGES.items():
+            value = getattr(self, name)
+            if not _is_number(value) or not math.isfinite(value) or not _within(value, *bounds):
+                raise bad(name, f"a finite number in {_interval(*bounds)}")
+            object.__setattr__(self, name, float(value))
+        self._check_milestones(bad)
+        if not 0 <= self.freeze_epochs < self.epochs:
             raise bad("freeze_epochs", "an integer in [0, epochs): epochs with a frozen backbone first")
         if not isinstance(self.wrs, bool):
             raise bad("wrs", "true or false")
         if self.pretrained is not None and not isinstance(self.pretrained, bool):
             raise bad("pretrained", "true (ImageNet weights required), false (random initialisation) or null")
+        if self.synthetic is not None:
+            from medaug.store.synthetic import parse_ref
+
+            if not isinstance(self.synthetic, str):
+                raise bad("synthetic", "null or 'STORE.zarr#GROUP'")
+            parse_ref(self.synthetic)  # malformed references are refused here, not at run time
         object.__setattr__(self, "data_options", _checked_data_options(self.dataset, self.data_options))
+
+    def _check_milestones(self, bad: Callable[[str, str], MedaugError]) -> None:
+        expected = f"at most {MAX_MILESTONES} increasing fractions of the epochs, each in (0, 1)"
+        values = self.milestones
+        if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__iter__"):
+            raise bad("milestones", expected)
+        values = tuple(values)
+        if len(values) > MAX_MILESTONES or not all(_is_number(m) and 0 < m < 1 for m in values):
+            raise bad("milestones", expected)  # (0 < nan < 1 is false: NaN and infinities are refused)
+        values = tuple(float(m) for m in values)
+        if list(values) != sorted(values):
+            raise bad("milestones", expected)
+        object.__setattr__(self, "milestones", values)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -126,8 +183,8 @@ class ExperimentSpec:
         if "dataset" not in data:
             raise MedaugError(f"{where}: missing required field 'dataset'")
         data = dict(data)
-        if "milestones" in data:
-            data["milestones"] = tuple(data["milestones"])
+        if isinstance(data.get("milestones"), list):
+            data["milestones"] = tuple(data["milestones"])  # __post_init__ refuses anything else by name
         try:
             return cls(**data)
         except TypeError as exc:
@@ -142,10 +199,26 @@ class ExperimentSpec:
             del d["pretrained"]
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
+    def identity_json(self) -> str:
+        """What the run_id hashes: the canonical JSON with the synthetic set named by what it
+        holds (`set:<set_id>`) instead of how the spec spelled its path.
+
+        `/abs/s.zarr#g`, `syn/s.zarr#g` and `./syn//s.zarr#g` name one set and so one
+        experiment; a relative path names different sets from different working folders.
+        A set that does not exist (yet) or cannot be read is named by its normalised
+        absolute path; the run refuses it before training, and a sweep waiting for it
+        gets the set's id once it is made. Specs without a set hash as before.
+        """
+        if self.synthetic is None:
+            return self.canonical_json()
+        d = json.loads(self.canonical_json())
+        d["synthetic"] = synthetic_identity(self.synthetic)
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
     @property
     def run_id(self) -> str:
-        """Stable id: dataset, main choices and a hash of the whole spec."""
-        digest = hashlib.sha256(self.canonical_json().encode()).hexdigest()[:10]
+        """Stable id: dataset, main choices and a hash of the whole spec (`identity_json`)."""
+        digest = hashlib.sha256(self.identity_json().encode()).hexdigest()[:10]
         parts = [self.dataset, str(self.size), self.classifier, self.augmentation, "wrs" if self.wrs else "nowrs",
                  f"s{self.seed}", digest]
         return "-".join(parts)
@@ -179,7 +252,42 @@ def _checked_data_options(dataset: str, options: Any) -> dict[str, Any]:
     return data_source(dataset).check_options(options, where="spec field data_options")
 
 
-RUNS_DIR = "runs"
+_SET_ID = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def synthetic_identity(ref: str) -> str:
+    """`set:<set_id>` of the complete synthetic set `ref` names, else `path:<absolute ref>`.
+
+    Reads only the group's metadata (STORE/GROUP/zarr.json, plain JSON); the set itself is
+    read, and re-hashed against its set_id, when a run mixes it in.
+    """
+    from medaug.store.synthetic import parse_ref
+
+    store, group = parse_ref(ref)
+    meta = (store / group / "zarr.json").absolute()
+    try:
+        st = meta.stat()
+    except OSError:
+        return f"path:{_normalised_ref(store, group)}"
+    set_id = _recorded_set_id(str(meta), st.st_ino, st.st_size, st.st_mtime_ns)
+    return f"set:{set_id}" if set_id else f"path:{_normalised_ref(store, group)}"
+
+
+def _normalised_ref(store: Path, group: str) -> str:
+    return f"{store.resolve()}#{group}"  # absolute, symlinks, '.', '..' and '//' resolved
+
+
+@lru_cache(maxsize=4096)
+def _recorded_set_id(meta: str, inode: int, size: int, mtime_ns: int) -> str | None:
+    """The set_id in a complete group's metadata file (cached per file version), else None."""
+    del inode, size, mtime_ns  # the cache key: a rewritten group is read again
+    try:
+        with open(meta, "rb") as f:
+            attrs = json.loads(f.read(16 << 20)).get("attributes") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    set_id = attrs.get("set_id") if isinstance(attrs, dict) and attrs.get("complete") is True else None
+    return set_id if isinstance(set_id, str) and _SET_ID.match(set_id) else None
 
 
 def run_dir(out_dir: str | Path, spec: ExperimentSpec) -> Path:
@@ -287,16 +395,29 @@ def load_data(spec: ExperimentSpec, data_root: str | Path | None = None, downloa
                         options=spec.data_options)
 
 
+def check_splits(splits: DatasetSplits) -> None:
+    """Refuse an empty split: an empty train split gave a "finished" row from a network that
+    never trained, an empty val split a traceback; an empty test split tests nothing."""
+    for name in ("train", "val", "test"):
+        if len(splits.split(name)) == 0:
+            raise MedaugError(f"{splits.source or splits.name}: the {name} split is empty (0 images); "
+                              "a run needs images in train, val and test")
+
+
 def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | None = None,
-        device: str | None = None, quiet: bool = True, overwrite: bool = False, download: bool = False,
-        verify_md5: bool = True, on_epoch: Callable[[dict[str, float]], None] | None = None,
+        device: str | torch.device | None = None, quiet: bool = True, overwrite: bool = False,
+        download: bool = False, verify_md5: bool = True, on_epoch: Callable[[dict[str, float]], None] | None = None,
         context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one experiment and write its result row to OUT/results/<run_id>.parquet.
 
     Refuses (MedaugError, nothing written) when a finished result for the same spec is
-    already there, unless `overwrite`. Training state is saved every epoch under
-    OUT/runs/<run_id>/ and a rerun resumes from it; per-epoch metrics are appended to
-    progress.jsonl there (what a sweep tails). `context` fills the where-it-ran columns.
+    already there, unless `overwrite`, and when any input is unusable: names, data (an
+    empty split), the synthetic set, an output folder that cannot be written. All of that
+    is checked before training. One spec trains in one process at a time: the run holds an
+    exclusive lock on OUT/runs/<run_id>/lock while it trains (see `claim_run`). Training
+    state is saved every epoch under OUT/runs/<run_id>/ and a rerun resumes from it;
+    per-epoch metrics are appended to progress.jsonl there (what a sweep tails).
+    `context` fills the where-it-ran columns.
     """
     import medmnist.info
     import torch
@@ -304,78 +425,85 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
     from medaug import __version__
     from medaug.store.atomic import atomic_write_text
     from medaug.store.results import result_path, write_row
+    from medaug.train.device import resolve_device
 
     out_dir = Path(out_dir)
-    target = result_path(out_dir, spec.run_id)
+    run_id = spec.run_id
+    target = result_path(out_dir, run_id)
+    check_out_dir(out_dir)
     if target.exists() and not overwrite:
         raise MedaugError(f"{target}: a finished result for this spec exists; pass --overwrite to replace it")
     check_names(spec)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
     loaded = load_data(spec, data_root, download, verify_md5)
     splits = loaded.splits
+    check_splits(splits)
     train, synthetic_info = splits.train, {}
     if spec.synthetic:
         from medaug.store.synthetic import mix_into_train
 
         train, synthetic_info = mix_into_train(splits.train, spec.synthetic)
+        if synthetic_identity(spec.synthetic) != f"set:{synthetic_info['set_id']}" or spec.run_id != run_id:
+            raise MedaugError(f"{spec.synthetic}: the set changed while this run started; run it again")
 
     rank = int(torch.distributed.get_rank()) if torch.distributed.is_initialized() else 0
     world = int(torch.distributed.get_world_size()) if torch.distributed.is_initialized() else 1
-    folder = run_dir(out_dir, spec)
+    folder = Path(out_dir) / RUNS_DIR / run_id
     progress_file = folder / "progress.jsonl"
 
-    def log_epoch(record: dict[str, float]) -> None:  # rank 0 only; the first call creates the run folder
+    def log_epoch(record: dict[str, float]) -> None:  # rank 0 only
         if not (folder / "spec.json").exists():
             atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
         # epoch 1 means training started over (no saved state): lines of an earlier attempt go
-        with open(progress_file, "w" if record["epoch"] == 1 else "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(progress_file, json.dumps(record), start_over=record["epoch"] == 1)
         if on_epoch is not None:
             on_epoch(record)
 
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    fit = fit_and_test(spec, train, splits.val, splits.test, device=device, quiet=quiet,
-                       state_path=folder / "state.pt", on_epoch=log_epoch)
-    test = fit.test
-    row: dict[str, Any] = {
-        "run_id": spec.run_id,
-        "status": "finished",
-        **spec.to_dict(),
-        "spec_json": spec.canonical_json(),
-        "task": train.task,
-        "class_names": list(train.class_names),
-        "n_train": len(splits.train),
-        "n_synthetic": len(train) - len(splits.train),
-        "dataset_version": splits.version,
-        "dataset_md5": splits.md5,
-        "train_hash": splits.train.content_hash,
-        "val_hash": splits.val.content_hash,
-        "test_hash": splits.test.content_hash,
-        "synthetic_id": synthetic_info.get("set_id"),
-        "synthetic_provenance": json.dumps(synthetic_info.get("provenance"), sort_keys=True)
-        if synthetic_info else None,
-        "classifier_weights": _weights_label(getattr(fit.model, "weights", None)),
-        "best_epoch": fit.best_epoch,
-        "val_acc": fit.outcome.best_val.acc,
-        "val_auc": fit.outcome.best_val.auc,
-        **test.as_row("test_"),
-        "history": fit.outcome.history,
-        "wall_seconds": time.perf_counter() - t0,
-        "train_images_per_s": fit.outcome.train_images_per_s,
-        "device": str(next(fit.model.parameters()).device),
-        "world_size": world,
-        "medaug_version": __version__,
-        "torch_version": torch.__version__,
-        "medmnist_version": str(getattr(medmnist.info, "__version__", "")),
-        "git_commit": git_commit(),
-        "hostname": socket.gethostname(),
-        "started_at": started,
-        "finished_at": datetime.now(timezone.utc),
-        "executor": "direct",
-        **loaded.facts,
-    }
-    row.update(context or {})
-    if rank == 0:
-        write_row(row, out_dir)
-        (folder / "state.pt").unlink(missing_ok=True)  # the row now holds everything the state was for
-    return row
+    with claim_run(folder, target, overwrite=overwrite, rank=rank):  # held until the row is written
+        started = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+        fit = fit_and_test(spec, train, splits.val, splits.test, device=dev, quiet=quiet,
+                           state_path=folder / "state.pt", on_epoch=log_epoch)
+        test = fit.test
+        row: dict[str, Any] = {
+            "run_id": run_id,
+            "status": "finished",
+            **spec.to_dict(),
+            "spec_json": spec.canonical_json(),
+            "task": train.task,
+            "class_names": list(train.class_names),
+            "n_train": len(splits.train),
+            "n_synthetic": len(train) - len(splits.train),
+            "dataset_version": splits.version,
+            "dataset_md5": splits.md5,
+            "train_hash": splits.train.content_hash,
+            "val_hash": splits.val.content_hash,
+            "test_hash": splits.test.content_hash,
+            "synthetic_id": synthetic_info.get("set_id"),
+            "synthetic_provenance": json.dumps(synthetic_info.get("provenance"), sort_keys=True)
+            if synthetic_info else None,
+            "classifier_weights": _weights_label(getattr(fit.model, "weights", None)),
+            "best_epoch": fit.best_epoch,
+            "val_acc": fit.outcome.best_val.acc,
+            "val_auc": fit.outcome.best_val.auc,
+            **test.as_row("test_"),
+            "history": fit.outcome.history,
+            "wall_seconds": time.perf_counter() - t0,
+            "train_images_per_s": fit.outcome.train_images_per_s,
+            "device": str(next(fit.model.parameters()).device),
+            "world_size": world,
+            "medaug_version": __version__,
+            "torch_version": torch.__version__,
+            "medmnist_version": str(getattr(medmnist.info, "__version__", "")),
+            "git_commit": git_commit(),
+            "hostname": socket.gethostname(),
+            "started_at": started,
+            "finished_at": datetime.now(timezone.utc),
+            "executor": "direct",
+            **loaded.facts,
+        }
+        row.update(context or {})
+        if rank == 0:
+            write_row(row, out_dir)
+            (folder / "state.pt").unlink(missing_ok=True)  # the row now holds everything the state was for
+        return row

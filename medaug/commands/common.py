@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from medaug.data.medmnist import DATA_ROOT_ENV
@@ -36,7 +37,25 @@ def parse_data_options(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise MedaugError(f"--data-option {item!r}: expected KEY=VALUE")
         try:
-            out[key.strip()] = json.loads(raw)
+            out[key.strip()] = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        except _NonFinite:
+            raise MedaugError(f"--data-option {item!r}: expected a finite number, text or JSON") from None
         except ValueError:
             out[key.strip()] = raw
     return out
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    """JSON's NaN, Infinity and -Infinity are no data option's value (json.loads accepts them)."""
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as inf
+        raise _NonFinite(text)
+    return value

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from medaug.commands.common import add_data_option_arg, add_data_options, add_run_options, parse_data_options
+from medaug.errors import MedaugError
 from medaug.experiment import OPTIMIZERS, SCHEDULES, SELECT_METRICS, ExperimentSpec, run
 
 QUICKSTART_CONFIGS = (("none", False), ("none", True), ("sharpness-contrast-flip", False),
@@ -57,7 +59,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=quickstart_command)
 
 
+#: The `medaug train` option of each spec field whose name differs from it.
+FIELD_FLAGS = {"augmentation": "--augment", "select_metric": "--select", "data_options": "--data-option"}
+
+
 def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
+    """The spec of a `medaug train` command line; a refused value names the option it came from."""
+    try:
+        return _build_spec(args)
+    except MedaugError as exc:
+        m = re.match(r"spec field '(\w+)'", str(exc))
+        if m is None:
+            raise
+        flag = FIELD_FLAGS.get(m.group(1), "--" + m.group(1).replace("_", "-"))
+        raise MedaugError(f"{flag}: {exc}") from None
+
+
+def _build_spec(args: argparse.Namespace) -> ExperimentSpec:
     return ExperimentSpec(dataset=args.dataset, size=args.size, classifier=args.classifier,
                           augmentation=args.augmentation, wrs=args.wrs, synthetic=args.synthetic,
                           optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
@@ -114,7 +132,6 @@ QUICKSTART_STUDY = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.
 
 def quickstart_command(args: argparse.Namespace) -> int:
     """`medaug sweep sweeps/quickstart.yaml` on the local executor, then seed 000's table."""
-    from medaug.errors import MedaugError
     from medaug.sweep import run_study
     from medaug.sweep.study import load_study
 
