@@ -24,9 +24,11 @@ import hashlib
 import io
 import json
 import math
+import pickle
 import platform
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -396,10 +398,10 @@ class Generator(ABC):
             raise MedaugError(f"{ckpt_dir}: holds a {meta['name']!r} generator, not {cls.name!r}")
         try:
             config = cls.config_class.from_dict(meta["config"])
+            gen = cls(meta["channels"], meta["size"], meta["num_classes"], config, device=device)
         except MedaugError as exc:
-            raise MedaugError(f"{ckpt_dir / META_FILE}: {exc}") from None
-        gen = cls(meta["channels"], meta["size"], meta["num_classes"], config, device=device)
-        gen.load_state(read_checkpoint_state(ckpt_dir, meta, gen.device))
+            raise _unusable(ckpt_dir, ckpt_dir / META_FILE, str(exc)) from None
+        restore_state(gen, ckpt_dir, meta)
         gen.class_names = tuple(meta["class_names"])
         gen.dataset = dict(meta["dataset"])
         gen.finished = bool(meta["finished"])
@@ -413,12 +415,25 @@ class Generator(ABC):
 
 # --------------------------------------------------------------------------- checkpoint reading
 
+MAX_META_SIZE = 4096  # px; larger than any generator builds, small enough to refuse absurd shapes early
 _META_KEYS = {"format": int, "name": str, "channels": int, "size": int, "num_classes": int, "class_names": list,
               "config": dict, "dataset": dict, "epoch": int, "finished": bool, "state_sha256": str}
 
 
+def start_over(ckpt_dir: str | Path) -> str:
+    """The tail of every 'this checkpoint is unusable' error: how to get a usable one."""
+    return f"to start over, delete {ckpt_dir} and fit again (`medaug generator fit`, or another --out)"
+
+
+def _unusable(ckpt_dir: str | Path, path: str | Path, why: str) -> MedaugError:
+    return MedaugError(f"{path}: {why}; {start_over(ckpt_dir)}")
+
+
 def read_checkpoint_meta(ckpt_dir: str | Path) -> dict[str, Any]:
-    """generator.json of a checkpoint folder, checked for its fields (MedaugError if not)."""
+    """generator.json of a checkpoint folder, checked for its fields (MedaugError if not).
+
+    The file is untrusted (an output folder may be shared or planted): it is only ever
+    parsed as JSON, and every field the loaders use is checked before use."""
     ckpt_dir = Path(ckpt_dir)
     path = ckpt_dir / META_FILE
     if not path.is_file():
@@ -426,34 +441,71 @@ def read_checkpoint_meta(ckpt_dir: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise MedaugError(f"{path}: unreadable or corrupted JSON ({_one_line(exc)})") from None
+        raise _unusable(ckpt_dir, path, f"unreadable or corrupted JSON ({_one_line(exc)})") from None
     if not isinstance(meta, dict):
-        raise MedaugError(f"{path}: expected a JSON object")
+        raise _unusable(ckpt_dir, path, "expected a JSON object")
     for key, kind in _META_KEYS.items():
         if not isinstance(meta.get(key), kind) or (kind is int and isinstance(meta.get(key), bool)):
-            raise MedaugError(f"{path}: field {key!r} missing or not a {kind.__name__}")
+            raise _unusable(ckpt_dir, path, f"field {key!r} missing or not a {kind.__name__}")
     if meta["format"] != FORMAT_VERSION:
-        raise MedaugError(f"{path}: checkpoint format {meta['format']}; this medaug reads format {FORMAT_VERSION}")
+        raise _unusable(ckpt_dir, path, f"checkpoint format {meta['format']}; this medaug reads format "
+                                        f"{FORMAT_VERSION}")
     if meta["name"] not in GENERATORS:
-        raise MedaugError(f"{path}: unknown generator {meta['name']!r}; "
-                          f"expected one of: {', '.join(GENERATORS.names())}")
+        raise _unusable(ckpt_dir, path, f"unknown generator {meta['name']!r}; expected one of: "
+                                        f"{', '.join(GENERATORS.names())}")
+    names = meta["class_names"]
+    if meta["channels"] not in (1, 3) or not 1 <= meta["size"] <= MAX_META_SIZE or meta["num_classes"] < 1 \
+            or len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names):
+        raise _unusable(ckpt_dir, path, f"shapes do not add up ({meta['channels']} channels, {meta['size']} px, "
+                                        f"{meta['num_classes']} classes, {len(names)} class names)")
+    if meta["epoch"] < 0:
+        raise _unusable(ckpt_dir, path, f"field 'epoch' = {meta['epoch']}; expected >= 0")
     return meta
 
 
 def read_checkpoint_state(ckpt_dir: Path, meta: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    """state.pt, verified against the sha256 in generator.json, loaded with weights_only=True."""
+    """state.pt, verified against the sha256 in generator.json, loaded with weights_only=True.
+
+    Never unpickles anything but tensors and plain containers: a state.pt holding other
+    pickled objects (code) is refused without running it."""
     path = Path(ckpt_dir) / STATE_FILE
     if not path.is_file():
-        raise MedaugError(f"{ckpt_dir}: checkpoint has no {STATE_FILE}")
+        raise _unusable(ckpt_dir, ckpt_dir, f"checkpoint has no {STATE_FILE}")
     if file_digest(path) != meta["state_sha256"]:
-        raise MedaugError(f"{path}: sha256 differs from {META_FILE} "
-                          "(corrupted, truncated or interrupted while writing)")
+        raise _unusable(ckpt_dir, path, f"sha256 differs from {META_FILE} "
+                                        "(corrupted, truncated or interrupted while writing)")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise MedaugError(f"{path}: unreadable checkpoint state ({_one_line(exc)})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing them
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file; never quote its hints (weights_only=False)
+        if isinstance(exc, pickle.UnpicklingError):  # garbage, or pickled objects other than tensors
+            why = "unreadable checkpoint state: not a tensors-only torch file (refused; nothing in it was run)"
+        else:
+            why = f"unreadable checkpoint state ({exc.__class__.__name__})"
+        raise _unusable(ckpt_dir, path, why) from None
     if not isinstance(state, dict) or state.get("name") != meta["name"]:
-        raise MedaugError(f"{path}: state does not belong to a {meta['name']!r} checkpoint")
+        raise _unusable(ckpt_dir, path, f"state does not belong to a {meta['name']!r} checkpoint")
+    return state
+
+
+def restore_state(gen: Generator, ckpt_dir: str | Path, meta: Mapping[str, Any],
+                  also: Callable[[Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Read state.pt (verified, tensors only) into `gen`, and into `also` (e.g. a trainer).
+
+    A state that does not fit (a foreign or crafted file whose sha256 was updated too)
+    is one line naming the file and how to start over, never a traceback."""
+    ckpt_dir = Path(ckpt_dir)
+    state = read_checkpoint_state(ckpt_dir, meta, gen.device)
+    try:
+        gen.load_state(state)
+        if also is not None:
+            also(state)
+    except MedaugError as exc:
+        raise _unusable(ckpt_dir, ckpt_dir / STATE_FILE, str(exc)) from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise _unusable(ckpt_dir, ckpt_dir / STATE_FILE,
+                        f"state does not fit generator {gen.name!r} ({_one_line(exc)})") from None
     return state
 
 
@@ -462,7 +514,8 @@ def checkpoint_hash(ckpt_dir: str | Path) -> str:
     meta = read_checkpoint_meta(ckpt_dir)
     path = Path(ckpt_dir) / STATE_FILE
     if not path.is_file() or file_digest(path) != meta["state_sha256"]:
-        raise MedaugError(f"{ckpt_dir}: {STATE_FILE} missing or its sha256 differs from {META_FILE}")
+        raise _unusable(ckpt_dir, path, f"missing or its sha256 differs from {META_FILE} "
+                                        "(corrupted, truncated or interrupted while writing)")
     return meta["state_sha256"]
 
 

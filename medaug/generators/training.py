@@ -46,7 +46,7 @@ from medaug.generators.base import (
     Generator,
     check_fit_data,
     read_checkpoint_meta,
-    read_checkpoint_state,
+    restore_state,
     to_float,
 )
 from medaug.store.atomic import atomic_write_text
@@ -214,7 +214,7 @@ def _resume(gen: Generator, ckpt: Path, dataset: Mapping[str, Any]) -> None:
     if saved != now:
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         raise MedaugError(f"{ckpt}: config differs from the checkpoint's in {', '.join(diff)} (only epochs may change)")
-    gen.load_state(read_checkpoint_state(ckpt, meta, gen.device))
+    restore_state(gen, ckpt, meta)
     gen.finished = bool(meta["finished"]) and gen.epoch >= gen.config.epochs
     if gen.loop_state.get("stopped_early"):
         gen.finished = True

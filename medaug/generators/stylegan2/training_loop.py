@@ -54,7 +54,7 @@ from medaug.generators.base import (
     Generator,
     check_fit_data,
     read_checkpoint_meta,
-    read_checkpoint_state,
+    restore_state,
 )
 from medaug.generators.stylegan2.augment import AdaptiveP, AugmentPipe
 from medaug.generators.stylegan2.config import SCHEDULE_FIELDS, StyleGANConfig
@@ -456,9 +456,7 @@ def run_training(gen: Generator, train: ImageSet, out_dir: Path, *,
             raise MedaugError(f"{out_dir}: nothing to resume (no {CHECKPOINT_DIR}/{META_FILE})")
         meta = read_checkpoint_meta(ckpt)
         check_resumable(gen, meta, dataset)
-        state = read_checkpoint_state(ckpt, meta, gen.device)
-        gen.load_state(state)
-        trainer.load_state(dict(state.get("stylegan", {})))
+        restore_state(gen, ckpt, meta, also=lambda state: trainer.load_state(dict(state.get("stylegan", {}))))
     elif (ckpt / META_FILE).exists():
         raise MedaugError(f"{out_dir}: already holds a generator checkpoint; pass --resume or choose another --out")
     gen.class_names = train.class_names
