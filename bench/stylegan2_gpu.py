@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from medaug.generators.stylegan2.generator import StyleGANConfig
+from medaug.generators.stylegan2.config import StyleGANConfig
 from medaug.generators.stylegan2.training_loop import StyleGAN2Trainer, build_nets, build_optimizers
 
 NVLABS_V100 = {128: (12.8, 13.7), 256: (21.6, 24.2)}
