@@ -115,7 +115,8 @@ resources: {cpus: 1}
 
     spec = ExperimentSpec.from_dict({k: rows[redo][k] for k in ("dataset", "epochs", "batch_size", "lr", "seed")})
     write_outcome_row(RunOptions(out=str(out), study="pickle-resume"), spec, "failed", error="node lost")
-    before = (out / "results" / f"{kept}.parquet").read_bytes(), (out / "results" / f"{kept}.parquet").stat().st_mtime_ns
+    kept_file = out / "results" / f"{kept}.parquet"
+    before = kept_file.read_bytes(), kept_file.stat().st_mtime_ns
     marker = tmp_path / "MARKER"
     planted, payload = _plant_pickles(out, "pickle-resume", marker)
     capsys.readouterr()
@@ -191,10 +192,40 @@ resources: {cpus: 2, time: 30, mem: 2G}
                            capture_output=True, text=True, env=env, timeout=60)
     assert check.stdout.strip() == "None None"
     res = subprocess.run([sys.executable, "-m", "medaug.cli", "sweep", str(study), "--executor", "slurm", "--dry-run",
-                          "--out", str(out), "--data-root", str(tiny_data), "--no-verify-md5"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+                          "--out", str(out), "--data-root", str(tiny_data), "--no-verify-md5"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     assert "sbatch parameters (site default): " in res.stdout and "cpus_per_task=2" in res.stdout
     assert "#SBATCH --cpus-per-task=2" in res.stdout and "#SBATCH --time=30" in res.stdout
     assert "medaug-dry-slurm-" in res.stdout and "dry run: nothing was run" in res.stdout
     assert not out.exists()
+
+
+def test_resume_of_a_random_search_samples_the_same_trials_and_trains_none_again(tmp_path, tiny_data,  # noqa: F811
+                                                                                 ray_local, capsys):
+    """--resume rebuilds the Tuner from the study file: its search is sampled with a seed
+    fixed by the study, so the same configurations (run_ids) come out and, their rows
+    being finished, none is trained again."""
+    study = write(tmp_path / "search.yaml", """
+name: seeded-search
+base: {dataset: breastmnist, epochs: 1, batch_size: 16}
+search:
+  lr: {loguniform: [1.0e-3, 1.0e-1]}
+  momentum: {uniform: [0.5, 0.99]}
+num_samples: 2
+resources: {cpus: 1}
+""")
+    out = tmp_path / "out"
+    args = ["sweep", str(study), "--out", str(out), "--data-root", str(tiny_data), "--no-verify-md5"]
+    assert main(args) == 0
+    first = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "results").glob("*.parquet")}
+    assert len(first) == 2
+    lrs = {read_row(out / "results" / name)["lr"] for name in first}
+    assert len(lrs) == 2  # two samples, two configurations
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    printed = capsys.readouterr()
+    again = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "results").glob("*.parquet")}
+    assert again == first, printed.out
+    assert "2 finished, 0 failed, 0 stopped" in printed.out
