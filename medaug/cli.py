@@ -1,8 +1,12 @@
 """The one `medaug` command: parse, call, print. Work happens in the layers below.
 
-Each area contributes its subcommands through an `add_commands(subparsers)` function
-in its `commands` module; handlers return an exit code. A `MedaugError` (bad input)
-prints one line and exits with code 2.
+One rule places every subcommand: `medaug NAME ...` lives in `medaug/commands/NAME.py`,
+whose `configure(parser)` adds its options (and sub-actions) and sets `handler`.
+Handlers return an exit code. A `MedaugError` (bad input) prints one line and exits 2.
+
+Only the chosen command's module is imported, so `medaug --help` and the analysis
+commands (`results`, `report`) never load torch: the top-level help is built from
+the one-line summaries below.
 """
 
 from __future__ import annotations
@@ -14,40 +18,56 @@ import sys
 from medaug import __version__
 from medaug.errors import MedaugError
 
-# Modules that add subcommands, in the order they appear in --help.
-COMMAND_MODULES = (
-    "medaug.commands.train",
-    "medaug.commands.data",
-    "medaug.data.covid_commands",
-    "medaug.generators.commands",
-    "medaug.generators.eval_commands",
-    "medaug.generators.synth_commands",
-    "medaug.sweep.commands",
-    "medaug.analysis.commands",
-)
-# Without these installed (an analysis-only machine), commands needing them are left out.
-OPTIONAL_HEAVY = ("torch", "torchvision", "medmnist", "kornia", "ray", "submitit")
+#: Every subcommand, in --help order, with its one-line summary; its code is medaug/commands/<name>.py.
+COMMANDS: dict[str, str] = {
+    "train": "train and test one classifier; writes one Parquet result row",
+    "quickstart": "seed 000 Table 2 on BreastMNIST: {none, WRS} x {none, geometric} x 3 seeds",
+    "data": "data sets: inspect (info, montage, distribution), prepare (covid-prepare)",
+    "generator": "train generative augmenters (VAEs, GANs, StyleGAN2-ADA) and evaluate them",
+    "synthesize": "generate a synthetic set from a generator checkpoint into a Zarr store",
+    "sweep": "run a study (YAML) with Ray Tune: local processes or SLURM jobs",
+    "report": "write an HTML + Markdown report (tables, figures, statistics) from results folders",
+    "results": "look at result rows: tables, read-only SQL queries",
+}
+# Without these installed (an analysis-only machine), the commands that need them say so.
+OPTIONAL_HEAVY = ("torch", "torchvision", "medmnist", "kornia", "ray", "submitit", "zarr", "duckdb")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medaug", description="Measure how much data augmentation improves medical image classifiers.")
+def command_module(name: str):
+    """The module of `medaug NAME`; a missing optional dependency is a one-line error."""
+    try:
+        return importlib.import_module(f"medaug.commands.{name}")
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in OPTIONAL_HEAVY:
+            raise MedaugError(f"medaug {name} needs {missing}, which is not installed: pip install medaug") from None
+        raise
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command` (when given) gets its full options, the others their summary."""
+    parser = argparse.ArgumentParser(prog="medaug", description="Measure how much data augmentation improves "
+                                                                "medical image classifiers.")
     parser.add_argument("--version", action="version", version=f"medaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] in OPTIONAL_HEAVY:
-                continue
-            raise
-        mod.add_commands(sub)
+    for name, summary in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if name == command:
+            command_module(name).configure(p)
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        parser = build_parser(chosen_command(argv))
+        args = parser.parse_args(argv)
         return int(args.handler(args) or 0)
     except MedaugError as exc:
         print(f"medaug: error: {exc}", file=sys.stderr)

@@ -3,7 +3,6 @@ and the promise that all of it runs without torch."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import re
 import runpy
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 from analysis_rows import known_study, make_row, write_rows
 
-from medaug.analysis.commands import add_commands
+from medaug.cli import build_parser
 from medaug.analysis.query import run_query
 from medaug.analysis.report import build_report
 from medaug.errors import MedaugError
@@ -34,14 +33,8 @@ def results(tmp_path_factory) -> Path:
     return out
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medaug")
-    add_commands(p.add_subparsers(dest="command", required=True))
-    return p
-
-
 def run_cli(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     return args.handler(args)
 
 
@@ -165,14 +158,11 @@ NO_TORCH = textwrap.dedent("""
         raise SystemExit("the torch block did not work")
     except ModuleNotFoundError:
         pass
-    import argparse
-    from medaug.analysis.commands import add_commands
-    p = argparse.ArgumentParser(prog="medaug")
-    add_commands(p.add_subparsers(dest="command", required=True))
+    from medaug.cli import build_parser
     results, out = sys.argv[1], sys.argv[2]
     for argv in (["report", results, "--out", out], ["results", "tables", results, "--table", "table5"],
                  ["results", "query", results, "SELECT count(*) AS n FROM results"]):
-        args = p.parse_args(argv)
+        args = build_parser(argv[0]).parse_args(argv)
         assert args.handler(args) == 0, argv
     heavy = ("medaug.data", "medaug.train", "medaug.classifiers", "medaug.augment", "medaug.generators",
              "medaug.metrics", "medaug.sweep", "medaug.experiment")
@@ -203,8 +193,6 @@ CLI_NO_TORCH = textwrap.dedent("""
 
     sys.meta_path.insert(0, NotInstalled())
     import medaug.cli
-    if "medaug.analysis.commands" not in medaug.cli.COMMAND_MODULES:
-        medaug.cli.COMMAND_MODULES = (*medaug.cli.COMMAND_MODULES, "medaug.analysis.commands")
     rc = medaug.cli.main(["results", "query", sys.argv[1], "SELECT count(*) AS n FROM results", "--format", "csv"])
     assert rc == 0, rc
     rc = medaug.cli.main(["results", "query", sys.argv[1], "SELEC 1"])
@@ -214,7 +202,7 @@ CLI_NO_TORCH = textwrap.dedent("""
 
 
 def test_medaug_cli_results_query_without_torch(tmp_path):
-    """The real `medaug` entry point (every module in COMMAND_MODULES imported) works without torch;
+    """The real `medaug` entry point works without torch;
     bad SQL exits 2 with a one-line message."""
     out = write_rows(tmp_path / "out", [make_row(seed=s) for s in range(2)])
     proc = subprocess.run([sys.executable, "-c", CLI_NO_TORCH, str(out)], capture_output=True, text=True,

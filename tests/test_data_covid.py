@@ -247,15 +247,9 @@ def test_source_options_choose_the_test_set_and_are_recorded(tree: Path, monkeyp
 
 
 def test_covid_prepare_command_fills_the_cache_trials_read(tree: Path, capsys: pytest.CaptureFixture) -> None:
-    import argparse
+    from medaug.cli import build_parser
 
-    from medaug.commands import data as data_commands
-    from medaug.data import covid_commands
-
-    parser = argparse.ArgumentParser(prog="medaug")
-    sub = parser.add_subparsers(dest="command", required=True)
-    data_commands.add_commands(sub)
-    covid_commands.add_commands(sub)  # joins the existing `data` group
+    parser = build_parser("data")
     cache = tree.parent / "prep-cache"
     args = parser.parse_args(["data", "covid-prepare", "--data-root", str(tree), "--size", "16",
                               "--cache-dir", str(cache), "--workers", "2"])

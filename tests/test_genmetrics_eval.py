@@ -17,7 +17,6 @@ from medaug.generators.base import GENERATORS
 from medaug.generators.evaluate import REFERENCE_DIR, EvalOptions, evaluate_generator
 from medaug.store.generator_results import COLUMN_NAMES, GENERATOR_EVAL_DIR, SCHEMA, read_eval_rows
 
-COMMANDS = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "medaug.generators.eval_commands")))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,6 @@ def test_eval_row_with_tstr(tmp_path, setup, monkeypatch, capsys):
     argv = ["generator", "eval", "--checkpoint", str(ckpt), "--n", "12", "--seed", "1", "--classifier-epochs", "2",
             "--kid-subsets", "5", "--device", "cpu", "--data-root", str(root), "--no-verify-md5", "--out",
             str(tmp_path)]
-    monkeypatch.setattr(cli, "COMMAND_MODULES", COMMANDS)
     assert cli.main(argv) == 0
     assert "FID" in capsys.readouterr().out
     rows = read_eval_rows(tmp_path).set_index("seed")
@@ -81,7 +79,6 @@ def test_eval_refusals_write_nothing(tmp_path, setup):
 
 
 def test_cli_eval_bad_checkpoint_exit_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", COMMANDS)
     bad = tmp_path / "ckpt"
     bad.mkdir()
     (bad / "generator.json").write_text('{"name": "cvae"')

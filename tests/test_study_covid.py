@@ -51,7 +51,7 @@ def test_shipped_study_expands_to_seed_003s_24_trials(tmp_path, monkeypatch):
 
 def test_shipped_study_dry_run_lists_the_trials_and_the_set_to_make(tmp_path, monkeypatch, capsys):
     from medaug.cli import main
-    from medaug.sweep.commands import print_dry_run
+    from medaug.commands.sweep import print_dry_run
 
     tmp_path = tmp_path.resolve()
     monkeypatch.chdir(tmp_path)
@@ -299,7 +299,7 @@ def test_a_set_made_with_other_parameters_is_flagged_in_the_dry_run(tmp_path, mo
     from medaug.generators.base import GENERATORS
     from medaug.generators.strategies import Strategy
     from medaug.generators.synthesize import synthesize
-    from medaug.sweep.commands import print_dry_run
+    from medaug.commands.sweep import print_dry_run
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     data = make_covid_tree(tmp_path / "data", counts={"COVID": 6, "Normal": 6})

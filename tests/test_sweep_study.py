@@ -241,7 +241,7 @@ def leroux_data(root: Path) -> Path:
 
 
 def test_dry_run_lists_trials_waiting_cells_and_sbatch(tmp_path, capsys):
-    from medaug.sweep.commands import print_dry_run
+    from medaug.commands.sweep import print_dry_run
 
     s = load_study(REPO / "sweeps" / "leroux2021.yaml")
     import io

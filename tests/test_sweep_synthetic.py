@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from medaug.errors import MedaugError
-from medaug.sweep.commands import print_dry_run
+from medaug.commands.sweep import print_dry_run
 from medaug.sweep.driver import run_study
 from medaug.sweep.study import load_study
 from medaug.sweep.synthetic_stage import RESULT_FILE, fit_folder

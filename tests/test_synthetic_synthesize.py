@@ -19,7 +19,6 @@ from medaug.generators.strategies import Strategy
 from medaug.generators.synthesize import synthesize
 from medaug.store.synthetic import list_groups, mix_into_train, read_synthetic_set
 
-COMMANDS = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "medaug.generators.synth_commands")))
 
 
 if "test-reconstructor" not in GENERATORS:
@@ -61,8 +60,7 @@ def ckpt(tmp_path, shared_ckpt) -> Path:
     return copy
 
 
-def run_cli(argv: list[str], monkeypatch) -> int:
-    monkeypatch.setattr(cli, "COMMAND_MODULES", COMMANDS)
+def run_cli(argv: list[str]) -> int:
     return cli.main(argv)
 
 
@@ -90,14 +88,14 @@ def test_synthesize_inverse_scarcity_and_mix(tmp_path, data_root, ckpt):
     assert again.set_id == res.set_id
 
 
-def test_cli_per_class_and_ratio(tmp_path, data_root, ckpt, monkeypatch, capsys):
+def test_cli_per_class_and_ratio(tmp_path, data_root, ckpt, capsys):
     store = tmp_path / "sets.zarr"
     base = ["synthesize", "--checkpoint", str(ckpt), "--seed", "0", "--out", str(store), "--data-root",
             str(data_root), "--no-verify-md5", "--device", "cpu"]
     assert run_cli([*base, "--strategy", "per-class", "--classes", "normal, benign", "--count", "3",
-                    "--group", "pc"], monkeypatch) == 0
+                    "--group", "pc"]) == 0
     assert read_synthetic_set(f"{store}#pc").labels.tolist() == [1, 1, 1]
-    assert run_cli([*base, "--strategy", "ratio", "--synthetic-per-real", "2", "--group", "r2"], monkeypatch) == 0
+    assert run_cli([*base, "--strategy", "ratio", "--synthetic-per-real", "2", "--group", "r2"]) == 0
     assert len(read_synthetic_set(f"{store}#r2")) == 80
     assert "wrote 80 images" in capsys.readouterr().out
 
@@ -111,10 +109,10 @@ def test_cli_per_class_and_ratio(tmp_path, data_root, ckpt, monkeypatch, capsys)
     (["--strategy", "inverse-scarcity"], "needs --fraction"),
     (["--strategy", "interleave-reconstructions"], "cannot reconstruct"),
 ])
-def test_cli_bad_input_exit_2_nothing_written(tmp_path, data_root, ckpt, monkeypatch, capsys, extra, message):
+def test_cli_bad_input_exit_2_nothing_written(tmp_path, data_root, ckpt, capsys, extra, message):
     store = tmp_path / "sets.zarr"
     code = run_cli(["synthesize", "--checkpoint", str(ckpt), "--seed", "0", "--out", str(store), "--data-root",
-                    str(data_root), "--no-verify-md5", "--device", "cpu", *extra], monkeypatch)
+                    str(data_root), "--no-verify-md5", "--device", "cpu", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not store.exists()

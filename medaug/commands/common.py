@@ -7,11 +7,12 @@ import json
 import math
 from typing import Any
 
-from medaug.data.medmnist import DATA_ROOT_ENV
 from medaug.errors import MedaugError
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
+    from medaug.data.medmnist import DATA_ROOT_ENV  # here: the analysis commands import this module too
+
     p.add_argument("--data-root", metavar="DIR", default=None,
                    help=f"folder holding the MedMNIST npz files (default: ${DATA_ROOT_ENV}, else medmnist's ~/.medmnist)")
     p.add_argument("--download", action="store_true", help="download a missing npz with medmnist's URLs (online only)")
@@ -59,3 +60,33 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):  # 1e999 reads as inf
         raise _NonFinite(text)
     return value
+
+
+# -- analysis commands (report, results): nothing here imports torch -------------------------
+
+def positive_classes(items: list[str]) -> dict[str, str]:
+    """--positive DATASET=CLASS pairs as a dict."""
+    out = {}
+    for item in items:
+        dataset, sep, cls = item.partition("=")
+        if not sep or not dataset or not cls:
+            raise MedaugError(f"--positive {item!r}: expected DATASET=CLASS (a class name or index 0/1)")
+        out[dataset] = cls
+    return out
+
+
+def stats_options(args: argparse.Namespace):
+    """The paired-test settings of --test and --alpha."""
+    from medaug.analysis.stats import StatsOptions
+
+    return StatsOptions(test=args.test, alpha=args.alpha)
+
+
+def add_stats_options(p: argparse.ArgumentParser) -> None:
+    """Options of the tables' statistics (`report`, `results tables`)."""
+    p.add_argument("--test", choices=("t", "wilcoxon"), default="t",
+                   help="paired test over matched seeds (default: t, the paired t-test)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction (0.05)")
+    p.add_argument("--geometric", metavar="NAME", help="the geometric pipeline 'GDA' means when there are several")
+    p.add_argument("--positive", action="append", default=[], metavar="DATASET=CLASS",
+                   help="positive class of a binary dataset for TPR/TNR/FPR (default: class index 1)")

@@ -27,10 +27,10 @@ from medaug.sweep.study import Study, load_study, unregistered_generators
 SHOW_CELLS = 8
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sweep", help="run a study (YAML) with Ray Tune: local processes or SLURM jobs",
-                              description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog="\n".join(__doc__.splitlines()[2:]))
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = __doc__.splitlines()[0]
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "\n".join(__doc__.splitlines()[2:])
     p.add_argument("study", type=Path, help="study file, e.g. sweeps/quickstart.yaml")
     g = p.add_argument_group("where trials run")
     g.add_argument("--executor", choices=EXECUTORS, default="local",

@@ -1,4 +1,4 @@
-"""`medaug synthesize`: write a synthetic set from a generator checkpoint (see synthesize.py)."""
+"""`medaug synthesize`: write a synthetic set from a generator checkpoint (medaug/generators/synthesize.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from collections.abc import Sequence
 from medaug.generators.strategies import STRATEGIES
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "synthesize", help="generate a synthetic set from a generator checkpoint into a Zarr store",
-        description="Sample (or reconstruct) images with a trained generator and write them, with provenance, "
-                    "as one group of a Zarr v3 store (STORE.zarr#GROUP). Nothing is written on bad input.")
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = ("Sample (or reconstruct) images with a trained generator and write them, with provenance, "
+                     "as one group of a Zarr v3 store (STORE.zarr#GROUP). Nothing is written on bad input.")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="generator checkpoint folder (generator.json + state.pt)")
     p.add_argument("--strategy", required=True, choices=STRATEGIES, help="how many images of which class")
     p.add_argument("--fraction", type=float, default=None, metavar="F",
