@@ -54,6 +54,9 @@ def slurm_cluster():
         conf = res.stdout.strip().split("SLURM_CONF=")[-1]
         os.environ["SLURM_CONF"] = conf
         started = True
+        # the controller may take a moment to answer after start (a first sbatch once
+        # failed with "Unable to contact slurm controller")
+        wait_for(lambda: _slurm_answers(dict(os.environ)), 60, "slurmctld to answer", interval=1.0)
     yield os.environ["SLURM_CONF"]
     if started:
         subprocess.run(["bash", str(LOCALSLURM), "stop"], capture_output=True, timeout=120)
