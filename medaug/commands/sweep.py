@@ -48,7 +48,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu, cuda")
     g = p.add_argument_group("control")
     g.add_argument("--resume", action="store_true",
-                   help="restore the study's Ray experiment: finished trials are kept, running SLURM jobs re-attached")
+                   help="continue a study from its rows: finished trials are replayed, not trained; interrupted runs "
+                        "continue from their state.pt, running SLURM jobs are re-attached (Ray's own state is never read)")
     g.add_argument("--make-synthetic", action="store_true",
                    help="first fit the generators that cells waiting for a synthetic set need (settings: the "
                         "study's `generators:`), write the sets at their pattern paths, then run the trials; "
