@@ -550,6 +550,45 @@ def check_fit_data(gen: Generator, train: ImageSet, val: ImageSet | None) -> Non
         raise MedaugError(f"{train.name}/train: needs at least 2 images, has {len(train)}")
 
 
+def fit_dataset(train: ImageSet, val: ImageSet | None, provenance: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a checkpoint records of the data it was fitted on (a resume must see the same)."""
+    return {"name": train.name, "task": train.task, "split": train.split, "train_hash": train.content_hash,
+            "val_hash": val.content_hash if val is not None else "",
+            "class_counts": train.class_counts().tolist(), **dict(provenance or {})}
+
+
+def checkpoint_to_resume(out_dir: Path, ckpt: Path, resume: bool) -> Mapping[str, Any] | None:
+    """The metadata of the checkpoint to resume (None for a fresh fit); refuses a resume with
+    nothing to resume, and a fresh fit over an existing checkpoint."""
+    if resume:
+        if not (ckpt / META_FILE).is_file():
+            raise MedaugError(f"{out_dir}: nothing to resume (no {ckpt.name}/{META_FILE})")
+        return read_checkpoint_meta(ckpt)
+    if (ckpt / META_FILE).exists():
+        raise MedaugError(f"{out_dir}: already holds a generator checkpoint; pass --resume or choose another --out")
+    return None
+
+
+def check_resumable(gen: Generator, meta: Mapping[str, Any], dataset: Mapping[str, Any], where: str | Path,
+                    may_change: tuple[str, ...]) -> None:
+    """Refuse to resume another generator, shapes, train split or config; only the
+    schedule fields in `may_change` (how long to train) may differ."""
+    if meta["name"] != gen.name:
+        raise MedaugError(f"{where}: holds a {meta['name']!r} generator; cannot resume it as {gen.name!r}")
+    if (meta["channels"], meta["size"], meta["num_classes"]) != (gen.channels, gen.size, gen.num_classes):
+        raise MedaugError(f"{where}: was trained on other shapes ({meta['channels']} ch, {meta['size']} px, "
+                          f"{meta['num_classes']} classes)")
+    if meta["dataset"].get("train_hash") != dataset["train_hash"]:
+        raise MedaugError(f"{where}: was trained on another train split (hash "
+                          f"{meta['dataset'].get('train_hash')}, now {dataset['train_hash']})")
+    saved = {k: v for k, v in meta["config"].items() if k not in may_change}
+    now = {k: v for k, v in gen.config.to_dict().items() if k not in may_change}
+    if saved != now:
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise MedaugError(f"{where}: config differs from the checkpoint's in {', '.join(diff)} "
+                          f"(only {', '.join(may_change)} may change)")
+
+
 def split_batches(index: np.ndarray, batch_size: int) -> list[np.ndarray]:
     batches = [index[i:i + batch_size] for i in range(0, len(index), batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:

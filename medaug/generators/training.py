@@ -38,14 +38,14 @@ import numpy as np
 import torch
 
 from medaug.data.imageset import ImageSet
-from medaug.errors import MedaugError
 from medaug.generators import distributed as ddp
 from medaug.generators.base import (
     CHECKPOINT_DIR,
-    META_FILE,
     Generator,
     check_fit_data,
-    read_checkpoint_meta,
+    check_resumable,
+    checkpoint_to_resume,
+    fit_dataset,
     restore_state,
     to_float,
 )
@@ -86,15 +86,10 @@ def train_generator(gen: Generator, train: ImageSet, out_dir: Path, *, val: Imag
     ckpt = out_dir / CHECKPOINT_DIR
     rank, world = ddp.rank_world()
     check_fit_data(gen, train, val)
-    dataset = {"name": train.name, "task": train.task, "split": train.split, "train_hash": train.content_hash,
-               "val_hash": val.content_hash if val is not None else "",
-               "class_counts": train.class_counts().tolist(), **dict(provenance or {})}
-    if resume:
-        if not (ckpt / META_FILE).is_file():
-            raise MedaugError(f"{out_dir}: nothing to resume (no {CHECKPOINT_DIR}/{META_FILE})")
-        _resume(gen, ckpt, dataset)
-    elif (ckpt / META_FILE).exists():
-        raise MedaugError(f"{out_dir}: already holds a generator checkpoint; pass --resume or choose another --out")
+    dataset = fit_dataset(train, val, provenance)
+    meta = checkpoint_to_resume(out_dir, ckpt, resume)
+    if meta is not None:
+        _resume(gen, ckpt, meta, dataset)
     gen.class_names = train.class_names
     gen.dataset = dataset
     log = LossLog(out_dir, keep_epochs=gen.epoch if resume else 0)
@@ -198,22 +193,9 @@ def _finish(gen: Generator) -> None:
     gen.finished = True
 
 
-def _resume(gen: Generator, ckpt: Path, dataset: Mapping[str, Any]) -> None:
-    """Load the last checkpoint into `gen` after checking it is this run's."""
-    meta = read_checkpoint_meta(ckpt)
-    if meta["name"] != gen.name:
-        raise MedaugError(f"{ckpt}: holds a {meta['name']!r} generator; cannot resume it as {gen.name!r}")
-    if (meta["channels"], meta["size"], meta["num_classes"]) != (gen.channels, gen.size, gen.num_classes):
-        raise MedaugError(f"{ckpt}: was trained on other shapes ({meta['channels']} ch, {meta['size']} px, "
-                          f"{meta['num_classes']} classes)")
-    if meta["dataset"].get("train_hash") != dataset["train_hash"]:
-        raise MedaugError(f"{ckpt}: was trained on another train split (hash {meta['dataset'].get('train_hash')}, "
-                          f"now {dataset['train_hash']})")
-    saved = {k: v for k, v in meta["config"].items() if k != "epochs"}
-    now = {k: v for k, v in gen.config.to_dict().items() if k != "epochs"}
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise MedaugError(f"{ckpt}: config differs from the checkpoint's in {', '.join(diff)} (only epochs may change)")
+def _resume(gen: Generator, ckpt: Path, meta: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
+    """Load the last checkpoint into `gen` after checking it is this run's (only epochs may change)."""
+    check_resumable(gen, meta, dataset, ckpt, ("epochs",))
     restore_state(gen, ckpt, meta)
     gen.finished = bool(meta["finished"]) and gen.epoch >= gen.config.epochs
     if gen.loop_state.get("stopped_early"):

@@ -40,7 +40,6 @@ from medaug.generators.stylegan2.training_loop import (
     StyleGAN2Trainer,
     build_nets,
     build_optimizers,
-    check_resumable,
     fit_back,
     fit_to,
     run_training,
@@ -105,10 +104,6 @@ class StyleGAN2ADA(Generator):
         images = ((x.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         images = fit_to(images.cpu(), self.resolution, self.config.resize_mode).to(self.device)
         return trainer.train_step(images, y.to(self.device))
-
-    def check_resumable(self, meta: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
-        """Refuse to resume another generator, data set or config (schedule fields may change)."""
-        check_resumable(self, meta, dataset)
 
     # -- checkpoints --------------------------------------------------------------------------------
 

@@ -50,10 +50,11 @@ from medaug.errors import MedaugError
 from medaug.generators import distributed as ddp
 from medaug.generators.base import (
     CHECKPOINT_DIR,
-    META_FILE,
     Generator,
     check_fit_data,
-    read_checkpoint_meta,
+    check_resumable,
+    checkpoint_to_resume,
+    fit_dataset,
     restore_state,
 )
 from medaug.generators.stylegan2.augment import AdaptiveP, AugmentPipe
@@ -412,25 +413,6 @@ def style_config(gen: Generator) -> StyleGANConfig:
     return gen.config
 
 
-def check_resumable(gen: Generator, meta: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
-    """Refuse to resume another generator, data set or config (schedule fields may change)."""
-    where = "checkpoint"
-    if meta["name"] != gen.name:
-        raise MedaugError(f"{where}: holds a {meta['name']!r} generator; cannot resume it as {gen.name!r}")
-    if (meta["channels"], meta["size"], meta["num_classes"]) != (gen.channels, gen.size, gen.num_classes):
-        raise MedaugError(f"{where}: was trained on other shapes ({meta['channels']} ch, {meta['size']} px, "
-                          f"{meta['num_classes']} classes)")
-    if meta["dataset"].get("train_hash") != dataset["train_hash"]:
-        raise MedaugError(f"{where}: was trained on another train split (hash "
-                          f"{meta['dataset'].get('train_hash')}, now {dataset['train_hash']})")
-    saved = {k: v for k, v in meta["config"].items() if k not in SCHEDULE_FIELDS}
-    now = {k: v for k, v in gen.config.to_dict().items() if k not in SCHEDULE_FIELDS}
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise MedaugError(f"{where}: config differs from the checkpoint's in {', '.join(diff)} "
-                          f"(only {', '.join(SCHEDULE_FIELDS)} may change)")
-
-
 def run_training(gen: Generator, train: ImageSet, out_dir: Path, *,
                  make_trainer: Callable[[int, int], StyleGAN2Trainer], val: ImageSet | None = None,
                  resume: bool = False, quiet: bool = True, provenance: Mapping[str, Any] | None = None,
@@ -447,18 +429,12 @@ def run_training(gen: Generator, train: ImageSet, out_dir: Path, *,
     check_fit_data(gen, train, val)
     if cfg.batch_size % world:
         raise MedaugError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
-    dataset = {"name": train.name, "task": train.task, "split": train.split, "train_hash": train.content_hash,
-               "val_hash": val.content_hash if val is not None else "",
-               "class_counts": train.class_counts().tolist(), **dict(provenance or {})}
+    dataset = fit_dataset(train, val, provenance)
     trainer = make_trainer(rank, world)
-    if resume:
-        if not (ckpt / META_FILE).is_file():
-            raise MedaugError(f"{out_dir}: nothing to resume (no {CHECKPOINT_DIR}/{META_FILE})")
-        meta = read_checkpoint_meta(ckpt)
-        check_resumable(gen, meta, dataset)
+    meta = checkpoint_to_resume(out_dir, ckpt, resume)
+    if meta is not None:
+        check_resumable(gen, meta, dataset, "checkpoint", SCHEDULE_FIELDS)
         restore_state(gen, ckpt, meta, also=lambda state: trainer.load_state(dict(state.get("stylegan", {}))))
-    elif (ckpt / META_FILE).exists():
-        raise MedaugError(f"{out_dir}: already holds a generator checkpoint; pass --resume or choose another --out")
     gen.class_names = train.class_names
     gen.dataset = dataset
     end = total_nimg(cfg, len(train))
