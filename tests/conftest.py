@@ -98,7 +98,10 @@ def real_root() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests never read the developer's MEDAUG_DATA_ROOT or write to their ~/.cache."""
+    """Tests never read the developer's MEDAUG_DATA_ROOT or write to their ~/.cache or
+    ~/.local/state (SLURM job folders go under the session's temporary folder)."""
     monkeypatch.delenv("MEDAUG_DATA_ROOT", raising=False)
     monkeypatch.delenv("MEDAUG_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-state"))
+    monkeypatch.setenv("MEDAUG_JOB_DIR", str(tmp_path_factory.getbasetemp() / "medaug-jobs"))

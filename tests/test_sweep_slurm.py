@@ -22,7 +22,7 @@ from medaug.experiment import ExperimentSpec, run
 from medaug.store.results import result_path
 from medaug.sweep.driver import run_study
 from medaug.sweep.site import load_site
-from medaug.sweep.slurm import SlurmExperiment, job_status, make_executor
+from medaug.sweep.slurm import SlurmExperiment, check_job_root, job_status, make_executor, new_job_folder
 from medaug.sweep.study import Resources, load_study
 from medaug.sweep.trial import RunOptions, read_row
 from sweep_helpers import (REPO, ray_local, sacct_jobs, site_file, slurm_cluster, tiny_data, wait_for,  # noqa: F401
@@ -57,7 +57,8 @@ def _submit(tmp: Path, tiny: Path, resources: Resources, site_changes: dict | No
     site = load_site("localhost")
     site = dataclasses.replace(site, env={**site.env, **env}, **(site_changes or {}))
     opts = RunOptions(out=str(tmp / "out"), study="direct", data_root=str(tiny), verify_md5=False, threads=1)
-    executor = make_executor(tmp / "out" / "slurm" / "sub", site, resources, "medaug-direct")
+    folder = new_job_folder(check_job_root(site), opts.out, SPEC.run_id)  # the private job folder, not OUT
+    executor = make_executor(folder, site, resources, "medaug-direct")
     job = executor.submit(SlurmExperiment(SPEC.to_dict(), opts.to_dict(), "t0"))
     return job, opts
 
@@ -114,7 +115,7 @@ def test_preempted_job_is_requeued_and_ends_like_an_uninterrupted_run(tmp_path, 
     # epochs in the progress file: each once, in order (1 before the signal, 2-3 after)
     lines = progress.read_text().splitlines()
     assert [int(line.split('"epoch": ')[1].split(",")[0]) for line in lines] == [1, 2, 3]
-    log = next((tmp_path / "out" / "slurm" / "sub").glob("*_0_log.err")).read_text()
+    log = job.paths.stderr.read_text()
     assert "this job is preempted" in log
 
 
@@ -191,7 +192,7 @@ def test_job_reaching_its_time_limit_is_requeued_and_ends_like_an_uninterrupted_
     _release_requeued(job)
     assert job.result()["status"] == "finished"
     row = read_row(result_path(opts.out, SPEC.run_id))
-    log = next((tmp_path / "out" / "slurm" / "sub").glob("*_0_log.err")).read_text()
+    log = job.paths.stderr.read_text()
     timeouts = log.count("this job is timed-out")
     assert row["requeues"] == timeouts >= 1 and "preempted" not in log and row["slurm_job_id"] == job.job_id
     assert _history(row) == _history(reference_row)  # bit-identical on CPU

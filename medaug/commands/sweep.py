@@ -169,15 +169,16 @@ def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Pa
         for command in to_make.values():
             w(f"  {command}\n")
     if executor == "slurm":
-        from medaug.sweep.slurm import job_name, sbatch_script
+        from medaug.sweep.slurm import job_base, job_name, job_root, sbatch_script
 
         site = site or SiteProfile(name="default")
         first = study.spec_for(study.cells[0].spec) if study.cells else None
         run_id = first.run_id if first else "RUN_ID"
         params = site.slurm_parameters(r, job_name(study.name, run_id))
         w(f"\nsbatch parameters (site {site.name}): " + " ".join(f"{k}={v}" for k, v in sorted(params.items())) + "\n")
-        w(f"sbatch script of trial 0 (submitit writes it under {out_dir}/slurm/{run_id}/):\n")
-        script = sbatch_script(site, r, job_name(study.name, run_id), out_dir / "slurm" / run_id / "sub-TIME")
+        folder = job_base(job_root(site), out_dir, run_id)  # the private job folder (slurm.py), only named here
+        w(f"sbatch script of trial 0 (submitit writes it under {folder}/):\n")
+        script = sbatch_script(site, r, job_name(study.name, run_id), folder / "sub-TIME")
         w("".join(f"  | {line}\n" for line in script.splitlines()))
     problems = report.problems()
     if problems:

@@ -12,10 +12,11 @@ Layout of OUT:
     results/<run_id>.parquet     one row per trial (finished, failed or stopped)
     runs/<run_id>/               progress.jsonl and state.pt of each run
     ray/<study>/                 the Ray Tune experiment (storage_path = OUT/ray)
-    slurm/<run_id>/              job record and submitit logs (slurm executor)
+    slurm/<run_id>/job.json      job record (slurm executor; submitit's pickles and logs
+                                 are in a private job folder outside OUT: see slurm.py)
     generators/<dataset>_<size>/<generator>/
                                  generator fits of --make-synthetic (checkpoint/, losses,
-                                 fit.log or slurm/ logs; see synthetic_stage.py)
+                                 fit.log or slurm/job.json; see synthetic_stage.py)
 
 With `make_synthetic=True` (`--make-synthetic`) the driver first fits the generators
 that the waiting cells' synthetic requests need and writes their sets
@@ -212,6 +213,15 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
         data_root = Path(data_root).expanduser().resolve()
         if not data_root.is_dir():
             raise MedaugError(f"--data-root {data_root}: no such folder")
+    job_root = None
+    if executor == "slurm":
+        # submitit's job folders (pickles a job loads) go to a private root, checked before
+        # anything is submitted; job records in OUT naming another folder are not followed
+        from medaug.sweep.slurm import check_job_records, check_job_root
+
+        assert site_profile is not None
+        job_root = check_job_root(site_profile)
+        check_job_records(out_dir, job_root, say)
     stage = None
     if make_synthetic and study.waiting_cells():
         from medaug.sweep.synthetic_stage import make_synthetic_sets
@@ -258,7 +268,7 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
             from medaug.sweep.slurm import make_trainable
 
             trainable = tune.with_resources(
-                make_trainable(site_profile, res, opts.to_dict(), poll_s or site_profile.poll_s),
+                make_trainable(site_profile, res, opts.to_dict(), poll_s or site_profile.poll_s, job_root),
                 {"cpu": SLURM_TRIAL_CPU})
             concurrency = max_concurrent or min(total, DEFAULT_SLURM_CONCURRENCY)
 

@@ -21,6 +21,8 @@ signal_delay_s: 120       # USR2 this long before the time limit (submitit check
 max_num_timeout: 3        # requeues after a *time-out* (preemptions requeue without limit)
 poll_s: 30                # how often a trial asks squeue about its job (be kind to slurmctld)
 env: {}                   # exported in the job (e.g. MASTER_ADDR for single-host test clusters)
+job_dir: /scratch/$USER/medaug-jobs   # submitit's private job folders (default
+                          # ~/.local/state/medaug/slurm; $MEDAUG_JOB_DIR wins): see slurm.py
 container:
   runtime: apptainer
   image: /shared/containers/medaug.sif
@@ -33,12 +35,19 @@ data root and output folder, and - when the site names a host `python` (a venv's
 interpreter run inside the image) - that venv and the source trees of its editable
 installs (medaug's repository), read-only, at the same paths. So a job runs wherever
 the repository and its .venv live, /tmp included (a container's /tmp is not the host's).
+The job root (`job_dir`) is bound too: the job reads submitit's pickle from it.
+
+`job_dir` is where submitit keeps each job's pickled callable and logs. A job unpickles
+what it finds there, so it must be private (owned by you, writable by no one else, on a
+file system the compute nodes share); it is never the output folder. `~` and `$VAR`
+(e.g. `$USER`) are expanded.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
@@ -51,7 +60,7 @@ from medaug.sweep.study import Resources
 
 SITE_KEYS = ("name", "description", "partition", "account", "qos", "constraint", "gpus_per_node", "cpus_per_task",
              "mem", "time", "extra_sbatch", "setup", "signal_delay_s", "max_num_timeout", "env", "container",
-             "python", "poll_s")
+             "python", "poll_s", "job_dir")
 CONTAINER_KEYS = ("runtime", "image", "binds", "options")
 SITES_DIR = Path(__file__).resolve().parents[2] / "hpc" / "sites"
 
@@ -124,6 +133,7 @@ class SiteProfile:
     container: Container | None = None
     python: str | None = None
     poll_s: float = 30.0
+    job_dir: str | None = None
     source: str = ""
 
     def python_command(self, extra_binds: tuple[str, ...] = ()) -> str:
@@ -178,6 +188,16 @@ def resolve_site_path(name_or_path: str | Path) -> Path:
     return SITES_DIR / f"{name_or_path}.yaml"
 
 
+def _job_dir(doc: Doc, value: Any) -> str | None:
+    """`job_dir`: an absolute path once `~` and `$VAR` are expanded (checked for privacy at submit)."""
+    text = schema.optional_string(doc, value, "job_dir")
+    if text is None:
+        return None
+    if not Path(os.path.expandvars(text)).expanduser().is_absolute():
+        raise doc.error("job_dir", f"expected an absolute path (or one starting with ~ or $VAR), got {text!r}")
+    return text
+
+
 def load_site(path: str | Path | None) -> SiteProfile:
     if path is None:
         return SiteProfile(name="default")
@@ -221,5 +241,6 @@ def load_site(path: str | Path | None) -> SiteProfile:
         container=container,
         python=opt(doc, m.get("python"), "python"),
         poll_s=schema.number(doc, m.get("poll_s", 30), "poll_s", positive=True),
+        job_dir=_job_dir(doc, m.get("job_dir")),
         source=doc.source,
     )

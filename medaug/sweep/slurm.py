@@ -14,18 +14,42 @@ Two halves:
   reports each epoch, so a scheduler (ASHA) can stop it; `cleanup()`, which Tune
   calls when it stops the trial, cancels the job.
 
-Each trial keeps a job record `OUT/slurm/<run_id>/job.json` (job id, submitit folder,
-job name): how a restarted driver finds running jobs instead of submitting again, and
-how an interrupted sweep cancels what it submitted. submitit writes its logs under
-`OUT/slurm/<run_id>/<submission>/`, a fresh folder per submission (job ids restart
-at 1 on a reset cluster: a reused folder would return a stale result).
+Where submitit's files live (the job folder). A job runs
+`python -m submitit.core._submit FOLDER`, which unpickles `FOLDER/<jobid>_submitted.pkl`
+(rewritten by submitit when it checkpoints a job before a requeue). Whoever can write
+FOLDER can therefore run code as the user, so FOLDER is never inside the output folder
+(on a cluster often group-writable) but in a private per-user job root:
+
+    $MEDAUG_JOB_DIR, else the site profile's `job_dir`, else
+    ${XDG_STATE_HOME:-~/.local/state}/medaug/slurm
+      <sha256(OUT)[:16]>/<run_id>/sub-<ns>/     submitit's pickles, sbatch script, logs
+
+The root must be on a file system the compute nodes share (home usually is). Before
+anything is submitted (`check_job_root`) the root and every folder above it up to the
+user's home (or up to `/` outside home), like ssh's StrictModes, must be owned by the
+user (or root) and writable by no one else (a root-owned sticky folder such as /tmp
+excepted); folders medaug creates there are 0700. A root that fails is refused with a
+one-line error (exit 2) and nothing is submitted.
+
+Each trial keeps a job record `OUT/slurm/<run_id>/job.json` (job id, job folder, job
+name): JSON, never executed, how a restarted driver finds running jobs instead of
+submitting again, and how an interrupted sweep cancels what it submitted. The record
+lies in OUT, so its `folder` is not trusted: it is followed only when it is
+`<root>/<sha(OUT)>/<run_id>/sub-<ns>` and passes the same ownership check
+(`trusted_record_folder`); a record naming any other folder while its job still runs
+is refused before anything is submitted (`check_job_records`). Each submission gets a
+fresh folder (job ids restart at 1 on a reset cluster: a reused folder would return a
+stale result).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shlex
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -34,15 +58,29 @@ from typing import Any
 
 import submitit
 
+from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write_text
 from medaug.sweep.site import SiteProfile
 from medaug.sweep.study import Resources
-from medaug.sweep.trial import (RunOptions, epoch_pause, epoch_report, final_report, finished_row, has_row,
-                                is_last_epoch, progress_path, replay_reports, set_threads, update_row)
+from medaug.sweep.trial import (
+    RunOptions,
+    epoch_pause,
+    epoch_report,
+    final_report,
+    finished_row,
+    has_row,
+    is_last_epoch,
+    progress_path,
+    replay_reports,
+    set_threads,
+    update_row,
+)
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                  "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "PREEMPTED")
 RECORD = "job.json"
+JOB_DIR_ENV = "MEDAUG_JOB_DIR"
+SUBMISSION = re.compile(r"sub-[0-9]+")
 
 
 # ============================================================================ in the job
@@ -166,10 +204,172 @@ def job_name(study: str, run_id: str) -> str:
     return f"medaug-{study}-{run_id}"[:120]
 
 
+# ============================================================================ the private job folder
+
+def job_root(site: SiteProfile | None = None) -> Path:
+    """Where submitit's job folders go: $MEDAUG_JOB_DIR, else the site's `job_dir`, else
+    ${XDG_STATE_HOME:-~/.local/state}/medaug/slurm (`~` and `$VAR` expanded; not checked here)."""
+    value = os.environ.get(JOB_DIR_ENV, "").strip()
+    where = f"${JOB_DIR_ENV}"
+    if not value and site is not None and site.job_dir:
+        value, where = site.job_dir, f"{site.source or 'site profile'}: job_dir"
+    if not value:
+        state = os.environ.get("XDG_STATE_HOME", "").strip()
+        if state and Path(state).is_absolute():
+            return Path(state) / "medaug" / "slurm"
+        home = _home()
+        if home is None:
+            raise MedaugError(f"no home folder for the SLURM job folder root: set ${JOB_DIR_ENV} to a private folder")
+        return home / ".local" / "state" / "medaug" / "slurm"
+    path = Path(os.path.expandvars(value)).expanduser()
+    if not path.is_absolute():
+        raise MedaugError(f"{where} {value}: expected an absolute path (the SLURM job folder root)")
+    return path
+
+
+def _home() -> Path | None:
+    try:
+        return Path.home().resolve()
+    except (OSError, RuntimeError, KeyError):
+        return None
+
+
+def _why_unsafe(folder: Path, uid: int, sticky_ok: bool) -> str | None:
+    """Why someone other than the user (or root) could change what `folder` holds, else None."""
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if st.st_uid not in (uid, 0):
+        return f"is owned by uid {st.st_uid}, not by you (uid {uid}) or root"
+    if st.st_mode & 0o022 and not (sticky_ok and st.st_uid == 0 and st.st_mode & stat.S_ISVTX):
+        who = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if st.st_mode & bit)
+        return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def chain_problem(folder: Path, strict_from: Path | None = None) -> str | None:
+    """What makes `folder` unsafe to hold pickles a job will load, else None (ssh's StrictModes).
+
+    `folder` (resolved, its missing part skipped) and every folder above it up to the
+    user's home, or up to / outside home, must be owned by the user or root and
+    writable by no one else; a root-owned sticky folder (/tmp) is accepted above
+    `strict_from` (default: above the first existing folder), where others can add
+    entries but not replace ours."""
+    uid = os.geteuid()
+    path = Path(folder).expanduser().absolute().resolve()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    strict = Path(strict_from).resolve() if strict_from is not None else existing
+    home = _home()
+    for current in (existing, *existing.parents):
+        try:
+            why = _why_unsafe(current, uid, sticky_ok=current != strict and strict.is_relative_to(current))
+        except OSError as err:
+            return f"{current} cannot be checked ({err.strerror or err})"
+        if why:
+            return f"{current} {why}"
+        if current == home:
+            break
+    return None
+
+
+def private_folder(folder: Path, strict_from: Path | None = None, what: str = "SLURM job folder") -> Path:
+    """`folder`, resolved, after checking its chain (`chain_problem`) and creating its
+    missing part 0700; a MedaugError (one line) names the folder that fails."""
+    path = Path(folder).expanduser().absolute().resolve()
+    why = chain_problem(path, strict_from)
+    if why is None:
+        missing = []
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        try:
+            for new in reversed(missing):
+                try:
+                    new.mkdir(mode=0o700)
+                    new.chmod(0o700)
+                except FileExistsError:
+                    pass  # someone made it in between: the check below decides
+        except OSError as err:
+            raise MedaugError(f"{what} {path}: cannot create it ({err.strerror or err})") from None
+        why = chain_problem(path, strict_from)
+    if why is not None:
+        raise MedaugError(f"{what} {path}: {why}; submitit's pickles there would run as you "
+                          f"(choose a private folder with ${JOB_DIR_ENV} or the site profile's job_dir)")
+    return path
+
+
+def check_job_root(site: SiteProfile | None = None) -> Path:
+    """The job root, resolved, created 0700 if missing, refused (MedaugError) unless it
+    and the folders above it are yours alone (the root itself: no sticky exception)."""
+    root = job_root(site)
+    return private_folder(root, strict_from=root, what="SLURM job folder root")
+
+
+def job_base(root: Path, out: str | Path, key: str) -> Path:
+    """`ROOT/<sha256(OUT)[:16]>/<key>`: the submissions of one trial (key = run_id) or fit."""
+    digest = hashlib.sha256(str(Path(out).expanduser().absolute().resolve()).encode()).hexdigest()[:16]
+    return Path(root) / digest / key
+
+
+def new_job_folder(root: Path, out: str | Path, key: str) -> Path:
+    """A fresh, private submission folder (created 0700) for one job of `key`."""
+    return private_folder(job_base(root, out, key) / f"sub-{time.time_ns()}", strict_from=root)
+
+
+def trusted_record_folder(rec: JobRecord, root: Path, out: str | Path, key: str) -> Path | None:
+    """The record's job folder if it is one of ours (`ROOT/<sha(OUT)>/<key>/sub-<ns>`,
+    an existing folder passing `chain_problem`); None for anything else: the record
+    lies in OUT and may have been edited to point at someone else's folder."""
+    folder = Path(rec.folder)
+    if not folder.is_absolute():
+        return None
+    try:
+        resolved = folder.resolve()
+        base = job_base(Path(root).resolve(), out, key)
+        if resolved.parent != base or not SUBMISSION.fullmatch(resolved.name) or not resolved.is_dir():
+            return None
+    except (OSError, RuntimeError):
+        return None
+    return resolved if chain_problem(resolved, strict_from=root) is None else None
+
+
+def untrusted_record_error(path: Path, rec: JobRecord, root: Path, out: str | Path, key: str) -> MedaugError:
+    return MedaugError(f"{path}: job {rec.job_id} runs with job folder {rec.folder!r}, which is not a private "
+                       f"folder under {job_base(root, out, key)}; refusing to follow it (the record was edited, "
+                       f"or written by another user or an older medaug): if the job is yours, cancel it "
+                       f"(scancel {rec.job_id}) and remove {path}")
+
+
+def check_job_records(out: str | Path, root: Path, say=lambda _text: None) -> None:
+    """Before anything is submitted: every trial's job record under OUT/slurm names a
+    trusted job folder, or its job no longer runs (then it is ignored, and said so); a
+    record whose job still runs from another folder is refused (MedaugError). The study's
+    folder in the root (`ROOT/<sha(OUT)>`) is checked (created 0700) here too, so one that
+    someone else made first is refused before anything is submitted."""
+    private_folder(job_base(root, out, ""), strict_from=root)
+    for path in sorted(Path(out, "slurm").glob(f"*/{RECORD}")):
+        rec = JobRecord.read(path)
+        key = path.parent.name
+        if rec is None or trusted_record_folder(rec, root, out, key) is not None:
+            continue
+        state, name, _ = job_status(rec.job_id)
+        if is_active(state) and (name is None or name == rec.job_name):
+            raise untrusted_record_error(path, rec, root, out, key)
+        say(f"ignoring {path}: its job folder {rec.folder!r} is not a private folder under "
+            f"{job_base(root, out, key)} (its job {rec.job_id} is {state})")
+
+
 def make_executor(folder: Path, site: SiteProfile, resources: Resources, name: str,
                   binds: tuple[str, ...] = ()) -> submitit.SlurmExecutor:
     """A submitit SlurmExecutor for one trial on `site` (the job's python is the
-    container's when the site runs jobs in one)."""
+    container's when the site runs jobs in one).
+
+    `folder` (submitit's pickles and logs) must pass `chain_problem`: it is created
+    0700 where missing and refused with a MedaugError otherwise."""
+    folder = private_folder(folder)
     python = site.python_command(binds) or None
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_num_timeout, python=python)
     executor.update_parameters(**site.slurm_parameters(resources, name))
@@ -215,7 +415,7 @@ class SlurmTrialLogic:
     free of Ray so it can be read (and tested) on its own."""
 
     def __init__(self, config: dict[str, Any], options: dict[str, Any], site: SiteProfile, resources: Resources,
-                 poll_s: float, trial_id: str | None) -> None:
+                 poll_s: float, trial_id: str | None, root: Path | None = None) -> None:
         from medaug.sweep.local import trial_spec
         from medaug.sweep.trial import ProgressTail
 
@@ -225,7 +425,9 @@ class SlurmTrialLogic:
         self.resources = resources
         self.poll_s = poll_s
         self.trial_id = trial_id
+        self.root = Path(root) if root is not None else check_job_root(site)
         self.record_file = record_path(self.opts.out, self.spec.run_id)
+        self.folder: Path | None = None  # this trial's job folder: checked, never re-read from the record
         self.tail = ProgressTail(progress_path(self.opts, self.spec))
         self.buffer: list[dict[str, Any]] = []
         self.replay = None
@@ -251,6 +453,10 @@ class SlurmTrialLogic:
             return None
         state, name, _ = job_status(rec.job_id)
         if is_active(state) and (name is None or name == rec.job_name):
+            folder = trusted_record_folder(rec, self.root, self.opts.out, self.spec.run_id)
+            if folder is None:
+                raise untrusted_record_error(self.record_file, rec, self.root, self.opts.out, self.spec.run_id)
+            self.folder = folder
             self.submitted_at = rec.submitted_at
             return rec.job_id
         return None
@@ -260,10 +466,11 @@ class SlurmTrialLogic:
         if not (run_folder / "state.pt").exists():
             # a fresh start: drop epochs of an earlier attempt that left no state to resume
             progress_path(self.opts, self.spec).unlink(missing_ok=True)
-        folder = self.record_file.parent / f"sub-{time.time_ns()}"
+        folder = new_job_folder(self.root, self.opts.out, self.spec.run_id)
         name = job_name(self.opts.study, self.spec.run_id)
-        binds = tuple(p for p in (self.opts.data_root, self.opts.out) if p)
+        binds = tuple(p for p in (self.opts.data_root, self.opts.out, str(self.root)) if p)
         executor = make_executor(folder, self.site, self.resources, name, binds)
+        self.folder = folder
         job = executor.submit(SlurmExperiment(self.spec.to_dict(), self.opts.to_dict(), self.trial_id))
         self.submitted_at = time.time()
         JobRecord(job_id=str(job.job_id), folder=str(folder), job_name=name, submitted_at=self.submitted_at,
@@ -301,8 +508,8 @@ class SlurmTrialLogic:
             time.sleep(self.poll_s)
 
     def _result_pickle(self) -> bool:
-        rec = JobRecord.read(self.record_file)
-        return rec is not None and any(Path(rec.folder).glob(f"{self.job_id}_*_result.pkl"))
+        """submitit's result file exists (it is only looked for, never loaded)."""
+        return self.folder is not None and any(self.folder.glob(f"{self.job_id}_*_result.pkl"))
 
     def _finish(self, state: str, nodes: str | None) -> dict[str, Any]:
         row = finished_row(self.opts, self.spec)
@@ -317,12 +524,11 @@ class SlurmTrialLogic:
         return report
 
     def _job_error(self) -> str:
-        """The job's own error, from the tail of its stderr log (text: submitit's result
-        pickle under OUT is never loaded, as nothing in an output folder is unpickled)."""
-        rec = JobRecord.read(self.record_file)
-        if rec is None:
-            return "no job record"
-        err = submitit.SlurmJob(folder=rec.folder, job_id=rec.job_id).stderr() or ""
+        """The job's own error, from the tail of its stderr log in the private job folder
+        (text: submitit's result pickle is never loaded by the driver)."""
+        if self.folder is None or self.job_id is None:
+            return "no job folder"
+        err = submitit.SlurmJob(folder=self.folder, job_id=self.job_id).stderr() or ""
         lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("submitit ")]
         return " ".join(lines[-3:])[:2000] or "no error output"
 
@@ -332,13 +538,17 @@ class SlurmTrialLogic:
             cancel_job(self.job_id)
 
 
-def make_trainable(site: SiteProfile, resources: Resources, options: dict[str, Any], poll_s: float):
-    """The Tune class trainable for the slurm executor (built here so Ray is imported lazily)."""
+def make_trainable(site: SiteProfile, resources: Resources, options: dict[str, Any], poll_s: float,
+                   root: Path | None = None):
+    """The Tune class trainable for the slurm executor (built here so Ray is imported lazily).
+
+    `root`: the job root the driver checked (`check_job_root`); the trials use it as
+    given, whatever the environment of the Ray workers says."""
     from ray import tune
 
     class SlurmTrial(tune.Trainable):
         def setup(self, config: dict[str, Any]) -> None:
-            self.logic = SlurmTrialLogic(config, options, site, resources, poll_s, self.trial_id)
+            self.logic = SlurmTrialLogic(config, options, site, resources, poll_s, self.trial_id, root)
 
         def step(self) -> dict[str, Any]:
             return self.logic.next_report()

@@ -33,7 +33,10 @@ executor each fit is one submitit job on the site profile with the study's
 `resources` (one node, one task), requeue-safe like the trials (a submitit
 `Checkpointable`: a requeued job resumes from the last epoch); the driver waits for
 all of them. A job still running from an earlier, killed driver is re-attached, not
-submitted twice.
+submitted twice. submitit's pickles and logs of a fit job go to the private job root
+(`ROOT/<sha(OUT)>/fit-<key>/sub-<ns>`, see medaug.sweep.slurm), never into OUT: a job
+unpickles what its folder holds. The fit's job record `slurm/job.json` stays beside
+the checkpoint; one naming another folder while its job runs is refused.
 
 While fits run, the sweep log shows each one's progress once per epoch (epoch / total,
 seconds per epoch, ETA), read from the losses_epochs.csv the fit rewrites atomically
@@ -517,29 +520,50 @@ def _run_slurm(study: Study, jobs: list[FitJob], site: Any, out_dir: Path, data_
     from medaug.sweep.slurm import (
         JobRecord,
         cancel_job,
+        check_job_root,
         is_active,
         job_name,
         job_status,
         make_executor,
+        new_job_folder,
+        trusted_record_folder,
+        untrusted_record_error,
     )
 
     res = dataclasses.replace(study.resources, nodes=1, tasks_per_node=1)
-    binds = tuple(dict.fromkeys(str(p) for p in (data_root, out_dir, study.synthetic_root) if p))
+    root = check_job_root(site)
+    binds = tuple(dict.fromkeys(str(p) for p in (data_root, out_dir, study.synthetic_root, root) if p))
+    def key_of(job: FitJob) -> str:
+        return f"fit-{job.key.replace('/', '-')}"
+
+    def running(job: FitJob) -> JobRecord | None:
+        """The record of the fit's job if that job still runs (re-attached, not resubmitted)."""
+        rec = JobRecord.read(Path(job.fit_dir) / "slurm" / RECORD_FILE)
+        if rec is None:
+            return None
+        state, jname, _ = job_status(rec.job_id)
+        return rec if is_active(state) and (jname is None or jname == rec.job_name) else None
+
+    for job in jobs:  # before anything is submitted: a running job's record must name one of our folders
+        rec = running(job)
+        if rec is not None and trusted_record_folder(rec, root, out_dir, key_of(job)) is None:
+            raise untrusted_record_error(Path(job.fit_dir) / "slurm" / RECORD_FILE, rec, root, out_dir, key_of(job))
     ids: list[str] = []
     try:
         for job in jobs:
             folder = Path(job.fit_dir)
             record = folder / "slurm" / RECORD_FILE
-            name = job_name(study.name, f"fit-{job.key.replace('/', '-')}")
-            rec = JobRecord.read(record)
-            if rec is not None:
-                state, jname, _ = job_status(rec.job_id)
-                if is_active(state) and (jname is None or jname == rec.job_name):
-                    ids.append(rec.job_id)
-                    continue
-            executor = make_executor(folder / "slurm" / f"sub-{time.time_ns()}", site, res, name, binds)
+            key = key_of(job)
+            name = job_name(study.name, key)
+            rec = running(job)
+            if rec is not None and trusted_record_folder(rec, root, out_dir, key) is not None:
+                ids.append(rec.job_id)
+                continue
+            job_folder = new_job_folder(root, out_dir, key)
+            executor = make_executor(job_folder, site, res, name, binds)
             submitted = executor.submit(SlurmFit(str(folder / JOB_FILE)))
-            JobRecord(job_id=str(submitted.job_id), folder=str(folder / "slurm"), job_name=name,
+            record.parent.mkdir(parents=True, exist_ok=True)
+            JobRecord(job_id=str(submitted.job_id), folder=str(job_folder), job_name=name,
                       submitted_at=time.time()).write(record)
             ids.append(str(submitted.job_id))
         while True:
