@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from medaug import __version__
@@ -44,9 +45,20 @@ def command_module(name: str):
         raise
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is a `MedaugError` like any other bad input: one line
+    (`medaug: error: train: argument --lr: invalid float value: 'abc'`), exit 2, no usage block.
+    Sub-parsers (`medaug data montage`, ...) are made of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        where = self.prog.removeprefix("medaug").strip()
+        hint = f" (see medaug {where + ' ' if where else ''}--help)"
+        raise MedaugError(f"{where + ': ' if where else ''}{message}{hint}")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command` (when given) gets its full options, the others their summary."""
-    parser = argparse.ArgumentParser(prog="medaug", description="Measure how much data augmentation improves "
+    parser = Parser(prog="medaug", description="Measure how much data augmentation improves "
                                                                 "medical image classifiers.")
     parser.add_argument("--version", action="version", version=f"medaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -63,18 +75,30 @@ def chosen_command(argv: list[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
+def one_line(message: str) -> str:
+    """The message on one line: a newline or other control character that came from the input
+    (a YAML key, a file name) is shown escaped, never printed."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser(chosen_command(argv))
         args = parser.parse_args(argv)
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, so that a reader that left (`| head`) is met below, not at exit
+        return code
     except MedaugError as exc:
-        print(f"medaug: error: {exc}", file=sys.stderr)
+        print(f"medaug: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("medaug: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `medaug generator list | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush cannot fail again
+        return 141  # 128 + SIGPIPE, as a tool killed by the signal
 
 
 if __name__ == "__main__":
