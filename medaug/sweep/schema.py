@@ -158,9 +158,12 @@ def sequence(doc: Doc, value: Any, where: str, non_empty: bool = True) -> list[A
     return value
 
 
-def string(doc: Doc, value: Any, where: str, pattern: str | None = None, what: str = "a string") -> str:
+def string(doc: Doc, value: Any, where: str, pattern: str | None = None, what: str = "a string",
+           multiline: bool = False) -> str:
     if not isinstance(value, str) or not value:
         raise doc.error(where, f"expected {what}, got {_kind(value)}")
+    if re.search(r"[\x00-\x08\x0b-\x1f\x7f]" if multiline else r"[\x00-\x1f\x7f]", value):
+        raise doc.error(where, f"expected {what} on one line without control characters, got {value[:60]!r}")
     if pattern is not None and not re.fullmatch(pattern, value):
         raise doc.error(where, f"expected {what}, got {value!r}")
     return value
@@ -208,8 +211,8 @@ def _float_hint(value: Any) -> str:
     return ""
 
 
-def optional_string(doc: Doc, value: Any, where: str) -> str | None:
-    return None if value is None else string(doc, value, where)
+def optional_string(doc: Doc, value: Any, where: str, multiline: bool = False) -> str | None:
+    return None if value is None else string(doc, value, where, multiline=multiline)
 
 
 def string_list(doc: Doc, value: Any, where: str) -> list[str]:

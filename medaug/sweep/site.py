@@ -216,10 +216,15 @@ def load_site(path: str | Path | None) -> SiteProfile:
     env = {k: str(v) for k, v in schema.mapping(doc, m.get("env"), "env").items()}
     for k, v in env.items():
         schema.string(doc, k, join("env", k), pattern=r"[A-Za-z_][A-Za-z0-9_]*", what="an environment variable name")
+        if v:  # each value is one line of the job script
+            schema.string(doc, v, join("env", k), what="a value")
     extra = schema.mapping(doc, m.get("extra_sbatch"), "extra_sbatch")
     for k, v in extra.items():
+        schema.string(doc, k, join("extra_sbatch", k), pattern=r"[A-Za-z][A-Za-z0-9_-]*", what="an sbatch option name")
         if not isinstance(v, (str, int, float, bool)):
             raise doc.error(join("extra_sbatch", k), "expected a string, number or boolean")
+        if isinstance(v, str) and v:  # one #SBATCH line each
+            schema.string(doc, v, join("extra_sbatch", k), what="a value")
     return SiteProfile(
         name=schema.string(doc, m.get("name", Path(doc.source).stem), "name"),
         description=opt(doc, m.get("description"), "description") or "",

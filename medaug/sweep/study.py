@@ -107,7 +107,10 @@ REPORTED_METRICS = ("val_acc", "val_auc", "val_loss", "train_loss", "train_acc")
 SCHEDULERS = ("fifo", "asha")
 DEFAULT_PATTERN = "{root}/{dataset}_{size}/{generator}.zarr#{strategy}-{amount}"
 PATTERN_KEYS = ("root", "dataset", "size", "generator", "strategy", "amount", "fraction")
-NAME_PATTERN = r"[A-Za-z0-9_.-]+"
+#: A study name and a named axis' label: they become folder names (OUT/ray/<name>) and part of
+#: SLURM job names, so they start with a letter or digit (never "." or "..": OUT/ray/.. is OUT
+#: itself, which the sweep clears) and stay short enough for a file name and a job name.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 # Strategies a study can request by name (medaug.generators.strategies) and the keys each needs.
 REQUEST_STRATEGIES: dict[str, tuple[str, ...]] = {
     "inverse-scarcity": ("fraction",),
@@ -426,8 +429,9 @@ def load_study(path: str | Path) -> Study:
     """Read, validate and expand a study file; MedaugError names the offending key."""
     doc = Doc.load(path)
     top = schema.mapping(doc, doc.data, "", allowed=TOP_KEYS, required=("name",))
-    name = schema.string(doc, top["name"], "name", pattern=NAME_PATTERN, what="a name of letters, digits, _ . -")
-    description = schema.optional_string(doc, top.get("description"), "description") or ""
+    name = schema.string(doc, top["name"], "name", pattern=NAME_PATTERN,
+                         what="a name of letters, digits, _ . - (1-100 of them, starting with a letter or digit)")
+    description = schema.optional_string(doc, top.get("description"), "description", multiline=True) or ""
     results = schema.string(doc, top.get("results", f"results/{name}"), "results")
     synthetic_cfg = schema.mapping(doc, top.get("synthetic"), "synthetic",
                                    allowed=("root", "pattern", "strategy", "seed", *REQUEST_PARAMS))
