@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from typing import Any
 
 from medaug.errors import MedaugError
@@ -23,6 +24,25 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+#: What --device takes (medaug.train.device.resolve_device says what this machine has).
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(?::\d{1,3})?")
+
+
+def check_device(name: str | None, *, here: bool = True) -> None:
+    """Refuse a bad --device before anything starts (a sweep's Ray workers, a quickstart's trials).
+
+    `here`: the trials run on this machine, so CUDA must be present for "cuda"; a SLURM sweep
+    or one on a Ray cluster runs them elsewhere and only the spelling is checked."""
+    if name is None:
+        return
+    if not DEVICE_NAMES.fullmatch(name):
+        raise MedaugError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if here and name != "auto":
+        from medaug.train.device import resolve_device
+
+        resolve_device(name)
 
 
 def add_data_option_arg(p: argparse.ArgumentParser) -> None:
@@ -79,6 +99,8 @@ def stats_options(args: argparse.Namespace):
     """The paired-test settings of --test and --alpha."""
     from medaug.analysis.stats import StatsOptions
 
+    if not 0 < args.alpha < 1:  # also NaN
+        raise MedaugError(f"--alpha {args.alpha}: expected a significance level in (0, 1), e.g. 0.05")
     return StatsOptions(test=args.test, alpha=args.alpha)
 
 

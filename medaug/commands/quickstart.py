@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medaug.commands.common import add_data_options, add_run_options
+from medaug.commands.common import add_data_options, add_run_options, check_device
 from medaug.errors import MedaugError
 
 QUICKSTART_CONFIGS = (("none", False), ("none", True), ("sharpness-contrast-flip", False),
@@ -50,6 +50,7 @@ def quickstart_command(args: argparse.Namespace) -> int:
     from medaug.sweep import run_study
     from medaug.sweep.study import load_study
 
+    check_device(args.device)  # before Ray starts twelve trials that would each fail on it
     if not QUICKSTART_STUDY.is_file():
         raise MedaugError(f"{QUICKSTART_STUDY}: quickstart study not found (install medaug from its source tree)")
     study = load_study(QUICKSTART_STUDY).with_fields(epochs=args.epochs)

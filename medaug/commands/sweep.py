@@ -63,6 +63,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def sweep_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     site = load_site(args.site) if args.site else None
+    check_run_options(args, study)
     if args.dry_run:
         blocked, would_run, problems = print_dry_run(study, args.executor, site, args.out, sys.stdout,
                                                      make_synthetic=args.make_synthetic, data_root=args.data_root,
@@ -78,6 +79,20 @@ def sweep_command(args: argparse.Namespace) -> int:
                         make_synthetic=args.make_synthetic)
     print_outcome(outcome, sys.stdout)
     return 1 if outcome.failed or outcome.synthetic_failed else 0
+
+
+def check_run_options(args: argparse.Namespace, study: Study) -> None:
+    """What the real run would refuse, refused for the dry run too and before Ray starts:
+    a --max-concurrent below 1, a --device no trial can use, an output folder that is a file,
+    lies under one or cannot be written."""
+    from medaug.commands.common import check_device
+    from medaug.sweep.driver import check_out_dir
+
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise MedaugError(f"--max-concurrent {args.max_concurrent}: expected an integer >= 1")
+    check_device(args.device, here=args.executor == "local" and args.ray_address is None)
+    out = args.out if args.out is not None else Path(study.results)
+    check_out_dir(out.expanduser().absolute(), "--out" if args.out is not None else f"{study.source}: results:")
 
 
 def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Path | None, stream: IO[str], *,
