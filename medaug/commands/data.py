@@ -36,11 +36,16 @@ def configure(p: argparse.ArgumentParser) -> None:
         if name != "info":
             q.add_argument("--out", type=Path, required=True, help="PNG (or .svg/.pdf) to write")
         if name == "montage":
-            q.add_argument("--per-class", type=int, default=8)
+            q.add_argument("--per-class", type=int, default=8, help=f"images per class, 1-{MAX_PER_CLASS} (default 8)")
             q.add_argument("--seed", type=int, default=0)
         q.set_defaults(handler=handler)
     _configure_covid_prepare(dsub.add_parser(
         "covid-prepare", help="crop the COVID-19 Radiography images to their lungs once (Zarr cache)"))
+
+
+#: The widest montage row: a figure of more images per class is unreadable, and a huge
+#: --per-class would make matplotlib build that many axes (minutes, gigabytes) first.
+MAX_PER_CLASS = 64
 
 
 def _load(args: argparse.Namespace):
@@ -78,8 +83,10 @@ def montage_command(args: argparse.Namespace) -> int:
     from medaug.data.plots import montage
 
     _check_out(args)
-    if args.per_class < 1:
-        raise MedaugError(f"--per-class {args.per_class}: expected an integer >= 1")
+    if args.seed < 0:
+        raise MedaugError(f"--seed {args.seed}: expected an integer >= 0")
+    if not 1 <= args.per_class <= MAX_PER_CLASS:
+        raise MedaugError(f"--per-class {args.per_class}: expected an integer >= 1 and <= {MAX_PER_CLASS}")
     data = _load(args)
     print(montage(data.train, args.out, per_class=args.per_class, seed=args.seed))
     return 0
@@ -115,6 +122,8 @@ def covid_prepare_command(args: argparse.Namespace) -> int:
         prepare_covid,
     )
 
+    if args.workers is not None and args.workers < 1:
+        raise MedaugError(f"--workers {args.workers}: expected an integer >= 1")
     classes = args.classes if args.classes in CLASS_SUBSETS else [c.strip() for c in args.classes.split(",")]
     t0 = time.perf_counter()
     prepared = prepare_covid(args.data_root, classes, args.size, cache_dir=args.cache_dir, workers=args.workers)

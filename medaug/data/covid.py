@@ -386,8 +386,7 @@ def load_covid(
     Returns the splits (uint8 1 x size x size images) and a `CovidManifest`.
     """
     chosen = resolve_classes(classes)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
-        raise MedaugError(f"COVID size {size!r}; expected an integer >= 8")
+    check_covid_size(size)
     if not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
         raise MedaugError(f"COVID val_fraction {val_fraction!r}; expected a number in [0, 1)")
     if not isinstance(split_seed, int) or split_seed < 0:
@@ -468,6 +467,15 @@ class PreparedClass:
     cache_hit: bool
 
 
+#: The radiographs are 299 x 299 px; a side beyond this only upsamples, at size^2 bytes per image.
+MAX_COVID_SIZE = 1024
+
+
+def check_covid_size(size: object) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= MAX_COVID_SIZE:
+        raise MedaugError(f"COVID size {size!r}; expected an integer in [8, {MAX_COVID_SIZE}]")
+
+
 def prepare_covid(root: str | Path, classes: str | Sequence[str] = "covid-normal", size: int = 256, *,
                   cache_dir: str | Path | None = None, resample: str = "bilinear",
                   workers: int | None = None) -> list[PreparedClass]:
@@ -479,8 +487,7 @@ def prepare_covid(root: str | Path, classes: str | Sequence[str] = "covid-normal
     ($XDG_CACHE_HOME, or ~/.cache, + /medaug/covid unless `cache_dir` is given).
     """
     chosen = resolve_classes(classes)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
-        raise MedaugError(f"COVID size {size!r}; expected an integer >= 8")
+    check_covid_size(size)
     resampling(resample)
     folder = dataset_dir(root)
     missing = [c for c in chosen if not (folder / c).is_dir()]

@@ -169,16 +169,57 @@ def download(name: str, size: int, root: Path) -> Path:
     return root / file_name(name, size)
 
 
+def _physical_memory() -> int:
+    """Bytes of RAM (0 when the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def _check_npz_members(path: Path, keys: list[str]) -> None:
+    """Look at the npz as the zip it is, before numpy decompresses anything: every key present,
+    each member an .npy of plain numbers (no pickled objects) whose header agrees with its
+    size, and all of them together within the machine's memory (a zip bomb is refused here,
+    not after gigabytes of zeros were inflated). numpy would otherwise take a non-zip file
+    for a pickle and answer with advice to unpickle it."""
+    if not zipfile.is_zipfile(path):
+        raise MedaugError(f"{path}: not a readable npz file (not a zip archive: empty, truncated or another format)")
+    with zipfile.ZipFile(path) as zf:
+        members = {info.filename.removesuffix(".npy"): info for info in zf.infolist()}
+        missing = [k for k in keys if k not in members]
+        if missing:
+            raise MedaugError(f"{path}: missing keys {missing}; a MedMNIST npz holds {keys}")
+        total = sum(members[k].file_size for k in keys)
+        memory = _physical_memory()
+        if memory and total > memory:
+            raise MedaugError(f"{path}: its arrays unpack to {total / 2**30:.1f} GiB, more than this machine's "
+                              f"memory ({memory / 2**30:.1f} GiB); not a MedMNIST file this machine can load")
+        for k in keys:
+            with zf.open(members[k]) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(fh)
+                header_bytes = fh.tell()
+            if dtype.hasobject:
+                raise MedaugError(f"{path}: {k} holds Python objects ({dtype}), which are never unpickled; "
+                                  "a MedMNIST npz holds numbers only")
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if declared != members[k].file_size - header_bytes:
+                raise MedaugError(f"{path}: {k} declares shape {tuple(shape)} of {dtype} ({declared} bytes) but "
+                                  f"holds {members[k].file_size - header_bytes} bytes; the file is damaged")
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     keys = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels")]
     try:
+        _check_npz_members(path, keys)
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise MedaugError(f"{path}: missing keys {missing}; a MedMNIST npz holds {keys}")
             return {k: npz[k] for k in keys}
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise MedaugError(f"{path}: not a readable npz file ({exc})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, SyntaxError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise MedaugError(f"{path}: not a readable npz file ({type(exc).__name__}: {reason})") from None
 
 
 def _to_imageset(name: str, split: str, images: np.ndarray, labels: np.ndarray, info: dict, size: int,
