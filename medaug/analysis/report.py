@@ -34,7 +34,7 @@ from medaug.analysis.render import Table
 from medaug.analysis.stats import StatsOptions
 from medaug.analysis.tables import Grid, best_methods, build_tables, gains, impossible_comparisons
 from medaug.errors import MedaugError
-from medaug.store.atomic import atomic_write_text
+from medaug.store.atomic import atomic_write_text, check_writable
 
 SPEC_COLUMNS = ("dataset", "size", "classifier", "augmentation", "wrs", "synthetic", "optimizer", "lr", "momentum",
                 "weight_decay", "schedule", "milestones", "epochs", "batch_size", "seed", "select_metric")
@@ -70,6 +70,7 @@ def build_report(paths: Sequence[str | Path] | str | Path, out_dir: str | Path, 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise MedaugError(f"{out}: exists and is not a folder; expected a folder for the report")
+    check_writable(out / "index.html", what="report folder")  # read-only or under a file: before any figure
     opts = options or StatsOptions()
     if per_class not in ("best", "all", "none"):
         raise MedaugError(f"per_class {per_class!r}: expected best, all or none")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from medaug.errors import MedaugError
+from medaug.store.atomic import check_writable
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +131,7 @@ def run_fit(args: argparse.Namespace) -> int:
         raise MedaugError(f"{out}: already holds a generator checkpoint; pass --resume or choose another --out")
     if args.resume and not (out / "checkpoint" / "generator.json").is_file():
         raise MedaugError(f"{out}: nothing to resume (no checkpoint/generator.json)")
+    check_writable(out / "checkpoint" / "generator.json", what="--out")  # before the data or a first epoch
     splits = load_splits(args.dataset, args.size, args.data_root, download=args.download,
                          verify_md5=args.verify_md5, options=options)
     device = _join_process_group(args.device)
@@ -216,6 +218,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from medaug.generators.evaluate import EvalOptions, evaluate_generator
     from medaug.store.generator_results import eval_path
+
+    # before the reference classifier trains (minutes) only to find the folder read-only
+    check_writable(eval_path(args.out, "eval-id"), what="--out")
 
     options = EvalOptions(n=args.n, extractor=args.extractor, inception_weights=args.inception_weights,
                           tstr=args.tstr, seed=args.seed, classifier=args.classifier,

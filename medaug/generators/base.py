@@ -59,6 +59,12 @@ C = TypeVar("C", bound="GeneratorConfig")
 
 # --------------------------------------------------------------------------- config
 
+#: Bounds of the common config fields (the published settings sit far inside them).
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_LATENT = 8192
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Settings shared by all generators; each generator subclasses it for its own.
@@ -94,11 +100,12 @@ class GeneratorConfig:
                 raise self._bad(f.name, "a string")
             if kind is bool and not isinstance(value, bool):
                 raise self._bad(f.name, "true or false")
-        self._check(self.epochs >= 1, "epochs", "an integer >= 1")
-        self._check(self.batch_size >= 2, "batch_size", "an integer >= 2")
-        self._check(self.lr > 0, "lr", "a number > 0")
-        self._check(self.latent_dim >= 1, "latent_dim", "an integer >= 1")
-        self._check(self.seed >= 0, "seed", "an integer >= 0")
+        # upper bounds too: an absurd value is refused here, not by the allocator mid-build
+        self._check(1 <= self.epochs <= MAX_EPOCHS, "epochs", f"an integer in [1, {MAX_EPOCHS}]")
+        self._check(2 <= self.batch_size <= MAX_BATCH, "batch_size", f"an integer in [2, {MAX_BATCH}]")
+        self._check(0 < self.lr <= 10, "lr", "a number in (0, 10]")
+        self._check(1 <= self.latent_dim <= MAX_LATENT, "latent_dim", f"an integer in [1, {MAX_LATENT}]")
+        self._check(0 <= self.seed <= 2**32 - 1, "seed", "an integer in [0, 2**32 - 1]")
         self._check(0 <= self.beta1 < 1, "beta1", "a number in [0, 1)")
         self._check(0 <= self.beta2 < 1, "beta2", "a number in [0, 1)")
         self._check(0 < self.width <= 4, "width", "a number in (0, 4]")
@@ -216,7 +223,13 @@ class Generator(ABC):
         self.optims: dict[str, torch.optim.Optimizer] = {}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)  # same seed -> same initial weights
-            self.build()
+            try:
+                self.build()
+            except (MemoryError, RuntimeError) as exc:  # torch's CPU allocator raises RuntimeError
+                if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+                    raise
+                raise MedaugError(f"{self.name}: its nets at this config ({self.config.to_dict()}) do not fit in "
+                                  "this machine's memory; lower latent_dim, width or the image size") from None
         for net in self.nets.values():
             net.to(self.device)
         self.optims = self.build_optimizers()

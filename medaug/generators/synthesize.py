@@ -28,7 +28,13 @@ import numpy as np
 from medaug.data.imageset import DatasetSplits, ImageSet
 from medaug.errors import MedaugError
 from medaug.generators.strategies import Strategy, labels_for_counts
-from medaug.store.synthetic import check_group_name, check_store_writable, make_ref, write_synthetic_set
+from medaug.store.synthetic import (
+    check_group_name,
+    check_store_writable,
+    make_ref,
+    physical_memory,
+    write_synthetic_set,
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,17 @@ def default_group(generator: str, dataset: str, strategy: Strategy, seed: int, c
     return f"{generator}-{dataset}-{strategy.name}-s{seed}-{ckpt_hash[:8]}"
 
 
+def check_fits_in_memory(strategy: Strategy, n: int, pixels: int) -> None:
+    """A set is sampled into memory whole, then written: refuse, before the generator is even
+    loaded, one that would take more than half of the machine's memory (`--count 2000000000`
+    would otherwise swap the machine to a halt)."""
+    nbytes, memory = n * pixels, physical_memory()
+    if memory and nbytes > memory // 2:
+        raise MedaugError(f"strategy {strategy.name} {strategy.params()}: asks for {n:,} images "
+                          f"({nbytes / 2**30:.1f} GiB), more than half of this machine's memory "
+                          f"({memory / 2**30:.1f} GiB); ask for fewer")
+
+
 def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str | Path, *, group: str | None = None,
                data_root: str | Path | None = None, splits: DatasetSplits | None = None,
                device: str | None = "auto", verify_md5: bool = True) -> SynthesisResult:
@@ -122,6 +139,7 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
     check_store_writable(out, group)  # before sampling: a folder in the way is found now, not after
     if int(counts.sum()) == 0:
         raise MedaugError(f"strategy {strategy.name} {strategy.params()}: asks for 0 images on this train split")
+    check_fits_in_memory(strategy, int(counts.sum()), int(meta["channels"]) * int(meta["size"]) ** 2)
 
     gen = load_generator(ckpt, device=device)
     if strategy.reconstructs:

@@ -231,6 +231,10 @@ def check_store_writable(store: Path, group: str) -> None:
     where = make_ref(store, group)
     if store.exists() and not store.is_dir():
         raise MedaugError(f"{store}: exists and is not a Zarr directory store")
+    if store.is_dir() and not (store / "zarr.json").is_file() and any(store.iterdir()):
+        # a folder of other files (a results folder, a home directory) is never made into a store
+        raise MedaugError(f"{store}: a folder that is not a Zarr store (no zarr.json) and not empty; "
+                          "expected a new or empty folder, or an existing store")
     if (store / group).exists():
         raise MedaugError(f"{where}: group exists already; choose another --group or store")
     check_writable(store / "zarr.json", what="synthetic set store")
@@ -357,7 +361,7 @@ def _check_provenance(ref: str, provenance: Any) -> dict[str, Any]:
     return provenance
 
 
-def _physical_memory() -> int:
+def physical_memory() -> int:
     """Bytes of RAM (0 when the system does not say)."""
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
@@ -402,7 +406,7 @@ def _open_header(ref: str) -> tuple[SetHeader, Any, Any]:
     if images.dtype != np.uint8 or tuple(images.shape) != (n, channels, size, size) or channels not in (1, 3):
         raise MedaugError(f"{ref}: images are {images.dtype} {tuple(images.shape)}; expected uint8 (N, C, H, W) = "
                           f"({n}, {channels}, {size}, {size}) with 1 or 3 channels, as its attributes say")
-    nbytes, memory = n * channels * size * size, _physical_memory()
+    nbytes, memory = n * channels * size * size, physical_memory()
     if memory and nbytes > memory:
         raise MedaugError(f"{ref}: claims {n} images of {channels}x{size}x{size} ({nbytes / 2**30:.1f} GiB), "
                           f"more than this machine's memory ({memory / 2**30:.1f} GiB)")
