@@ -32,6 +32,7 @@ import decimal
 import io
 import json
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ CONNECT_CONFIG = {
 }
 # Applied after the rows are loaded; lock_configuration last, so that nothing can lift them.
 LOCKDOWN = ("SET enable_external_access = false", "SET lock_configuration = true")
+#: How long one query may run before it is interrupted (`medaug results query --timeout`): a
+#: read-only query can still be endless (WITH RECURSIVE without a bound) or enormous.
+DEFAULT_TIMEOUT_S = 60.0
 READ_STATEMENTS = ("SELECT", "EXPLAIN", "MULTI")  # MULTI: PIVOT (a SELECT with a generated type)
 
 
@@ -94,6 +98,10 @@ def check_read_only(sql: str) -> None:
     import duckdb
 
     try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as exc:  # bytes of another encoding on the command line (surrogate escapes)
+        raise MedaugError(f"SQL: not UTF-8 text (byte {exc.start}); expected the query in UTF-8") from None
+    try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise MedaugError(f"SQL: {_first_line(exc)}") from None
@@ -114,7 +122,7 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
-def query(results: str | Path, sql: str) -> QueryResult:
+def query(results: str | Path, sql: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> QueryResult:
     """Run `sql` against the tables of a results folder; SQL errors become one-line MedaugErrors.
 
     Bad SQL is refused before the folder is read; a read of anything but the loaded
@@ -122,30 +130,42 @@ def query(results: str | Path, sql: str) -> QueryResult:
     command's start-up stays well under a second.
     """
     return _execute(results, sql, lambda rel: QueryResult(list(rel.columns), rel.fetchall()),
-                    QueryResult([], []))
+                    QueryResult([], []), timeout_s)
 
 
-def run_query(results: str | Path, sql: str) -> pd.DataFrame:
+def run_query(results: str | Path, sql: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> pd.DataFrame:
     """`query`, as a pandas DataFrame (DuckDB's own conversion), for use from Python."""
     import pandas as pd
 
-    return _execute(results, sql, lambda rel: rel.df(), pd.DataFrame())
+    return _execute(results, sql, lambda rel: rel.df(), pd.DataFrame(), timeout_s)
 
 
-def _execute(results: str | Path, sql: str, fetch: Callable[[Any], T], empty: T) -> T:
+def _execute(results: str | Path, sql: str, fetch: Callable[[Any], T], empty: T,
+             timeout_s: float = DEFAULT_TIMEOUT_S) -> T:
     import duckdb
 
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise MedaugError(f"--timeout {timeout_s}: expected a number of seconds > 0")
     check_read_only(sql)
     con = connect(results)
+    timer = threading.Timer(timeout_s, con.interrupt)  # DuckDB stops the running query at its next check
+    timer.daemon = True
+    timer.start()
     try:
         rel = con.sql(sql)
         return fetch(rel) if rel is not None else empty
+    except duckdb.InterruptException:
+        raise MedaugError(f"SQL: stopped after {timeout_s:g} s (--timeout); an unbounded WITH RECURSIVE, or "
+                          "a result too big to list? add a LIMIT or a bound") from None
+    except duckdb.OutOfMemoryException as exc:
+        raise MedaugError(f"SQL: out of memory ({_first_line(exc)}); add a LIMIT or aggregate") from None
     except duckdb.PermissionException as exc:
         raise MedaugError(f"SQL: {_first_line(exc)} (results query reads only the tables results and "
                           "generator_eval)") from None
     except duckdb.Error as exc:
         raise MedaugError(f"SQL: {_first_line(exc)}") from None
     finally:
+        timer.cancel()
         con.close()
 
 

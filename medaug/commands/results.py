@@ -29,6 +29,8 @@ def configure(r: argparse.ArgumentParser) -> None:
     q.add_argument("sql", metavar="SQL", help='e.g. "SELECT dataset, avg(test_acc) FROM results GROUP BY 1"')
     q.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
     q.add_argument("--max-rows", type=int, default=100, help="rows to print (0: all)")
+    q.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="interrupt a query running longer than this (default 60)")
     q.set_defaults(handler=query_command)
 
     t = rs.add_parser("tables", help="print the seed-style tables (Markdown, LaTeX or CSV)",
@@ -63,7 +65,9 @@ def tables_command(args: argparse.Namespace) -> int:
 def query_command(args: argparse.Namespace) -> int:
     from medaug.analysis.query import format_result, query
 
-    res = query(args.results, args.sql)
+    if args.max_rows < 0:
+        raise MedaugError(f"--max-rows {args.max_rows}: expected an integer >= 0 (0: all rows)")
+    res = query(args.results, args.sql, timeout_s=args.timeout)
     sys.stdout.write(format_result(res, args.format, args.max_rows))
     more = len(res.rows) - args.max_rows
     if args.max_rows > 0 and more > 0 and args.format in ("csv", "json"):
