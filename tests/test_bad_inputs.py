@@ -361,3 +361,30 @@ def test_read_only_out_is_refused_before_any_training(read_only_fs: Path, checkp
     refused(["generator", "eval", "--checkpoint", str(ckpt), "--data-root", str(data), *V, "--quiet",
              "--classifier-epochs", "1", "--out", out], read_only_fs, capsys, "--out", "not writable")
     refused(["report", str(results), "--out", out], read_only_fs, capsys, "report folder", "not writable")
+
+
+# ------------------------------------------------------------------ planted links in a run folder
+
+@pytest.mark.parametrize("plant", ["run folder is a link", "lock is a folder", "lock is a link"])
+def test_a_planted_run_folder_or_lock_is_refused(tmp_path: Path, tiny_root: Path, capsys, plant: str) -> None:
+    """Before: OUT/runs/<run_id> linked to another folder made the run write its spec, log and
+    state there (a folder the planter could not write to themselves)."""
+    from medaug.experiment import ExperimentSpec, run_dir
+
+    spec = ExperimentSpec(dataset="breastmnist", epochs=1, batch_size=16)
+    run_id, folder = spec.run_id, run_dir(tmp_path / "out", spec)
+    folder.parent.mkdir(parents=True)
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "precious.txt").write_text("x")
+    if plant == "run folder is a link":
+        folder.symlink_to(tmp_path / "victim", target_is_directory=True)
+        words = [run_id, "symbolic link"]
+    else:
+        folder.mkdir()
+        if plant == "lock is a folder":
+            (folder / "lock").mkdir()
+        else:
+            (folder / "lock").symlink_to(tmp_path / "victim" / "precious.txt")
+        words = [f"{run_id}/lock", "not a plain file"]
+    refused(["train", "--dataset", "breastmnist", "--data-root", str(tiny_root), *V, "--quiet", "--epochs", "1",
+             "--batch-size", "16", "--out", "out"], tmp_path, capsys, *words)

@@ -109,9 +109,13 @@ def claim_run(folder: Path, target: Path, *, overwrite: bool, rank: int = 0) -> 
 
 def _lock_run(folder: Path, target: Path, overwrite: bool) -> int:
     lock = folder / LOCK_FILE
+    if folder.is_symlink():  # medaug never makes one: a planted link would send spec, state and log elsewhere
+        raise MedaugError(f"{folder}: is a symbolic link, not a run folder; delete the link and run again")
+    if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+        raise MedaugError(f"{lock}: is not a plain file; delete it and run again")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except OSError as exc:
         raise MedaugError(cannot_write(folder, exc)) from None
     try:
