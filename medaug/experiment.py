@@ -15,6 +15,7 @@ import math
 import numbers
 import re
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -268,6 +269,8 @@ def synthetic_identity(ref: str) -> str:
     try:
         st = meta.stat()
     except OSError:
+        return f"path:{_normalised_ref(store, group)}"
+    if not stat.S_ISREG(st.st_mode):  # a planted pipe would block this read forever; reading the set refuses it
         return f"path:{_normalised_ref(store, group)}"
     set_id = _recorded_set_id(str(meta), st.st_ino, st.st_size, st.st_mtime_ns)
     return f"set:{set_id}" if set_id else f"path:{_normalised_ref(store, group)}"

@@ -43,6 +43,8 @@ def tree(folder: Path) -> dict[str, str]:
             out[rel] = "-> " + os.readlink(p)
         elif p.is_dir():
             out[rel] = "dir"
+        elif not p.is_file():  # a pipe: never opened here either
+            out[rel] = "special"
         else:
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
@@ -388,3 +390,42 @@ def test_a_planted_run_folder_or_lock_is_refused(tmp_path: Path, tiny_root: Path
         words = [f"{run_id}/lock", "not a plain file"]
     refused(["train", "--dataset", "breastmnist", "--data-root", str(tiny_root), *V, "--quiet", "--epochs", "1",
              "--batch-size", "16", "--out", "out"], tmp_path, capsys, *words)
+
+
+# ------------------------------------------------------------------ pipes planted where a file is read
+
+@pytest.mark.timeout(120)
+def test_a_pipe_named_like_a_result_file_is_refused_not_waited_on(results: Path, tmp_path: Path, capsys) -> None:
+    """Before: `results tables|query` and `report` opened OUT/results/x.parquet, a FIFO, and waited forever."""
+    shutil.copytree(results, tmp_path / "r")
+    os.mkfifo(tmp_path / "r" / "results" / "planted.parquet")
+    for argv in (["results", "tables", "r"], ["results", "query", "r", "SELECT 1"], ["report", "r", "--out", "rep"]):
+        refused(argv, tmp_path, capsys, "planted.parquet", "not a regular file")
+
+
+@pytest.mark.timeout(120)
+def test_a_pipe_inside_a_synthetic_set_is_refused_not_waited_on(checkpoint, tmp_path: Path, capsys) -> None:
+    """Before: `train --synthetic` (its run_id reads the group's zarr.json) and the sweep's dry run
+    waited forever on a FIFO planted as the group's metadata; a chunk is checked the same way."""
+    data, ckpt = checkpoint
+    assert main(["synthesize", "--checkpoint", str(ckpt), "--seed", "0", "--data-root", str(data), *V,
+                 "--strategy", "per-class", "--classes", "0", "--count", "3", "--group", "g",
+                 "--out", str(tmp_path / "s.zarr")]) == 0
+    capsys.readouterr()
+    (tmp_path / "s.zarr" / "g" / "zarr.json").unlink()
+    os.mkfifo(tmp_path / "s.zarr" / "g" / "zarr.json")
+    ref = f"{tmp_path / 's.zarr'}#g"
+    refused(["train", "--dataset", "breastmnist", "--data-root", str(data), *V, "--quiet", "--epochs", "1",
+             "--synthetic", ref, "--out", "out"], tmp_path, capsys, "g/zarr.json", "not a regular file")
+    (tmp_path / "s.yaml").write_text(f"name: t\nresults: res\nbase: {{dataset: breastmnist, synthetic: '{ref}'}}\n")
+    before = tree(tmp_path)
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        code = main(["sweep", "s.yaml", "--dry-run", "--data-root", str(data), *V])
+    finally:
+        os.chdir(old)
+    captured = capsys.readouterr()
+    assert code == 2 and "g/zarr.json is not a regular file" in captured.out
+    assert captured.err.startswith("medaug: error: s.yaml: dry run: 1 of 1 cell(s) that would run cannot")
+    assert tree(tmp_path) == before

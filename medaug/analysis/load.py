@@ -115,6 +115,10 @@ def result_files(paths: Sequence[str | Path]) -> list[Path]:
         base = path / RESULTS_DIR if (path / RESULTS_DIR).is_dir() else path
         files.extend(f for f in sorted(base.rglob("*.parquet"))
                      if not f.name.startswith(".") and GENERATOR_EVAL_DIR not in f.relative_to(base).parts)
+    for f in files:
+        if not (f.is_file() or f.is_dir()):  # a pipe would block the reader forever, a device never end
+            raise MedaugError(f"{f}: not a regular file (a pipe or device named *.parquet); "
+                              "expected a Parquet result file; remove it")
     seen: set[Path] = set()
     unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
     if not unique:
@@ -291,6 +295,10 @@ def generator_eval_files(paths: Iterable[str | Path]) -> list[Path]:
         for c in candidates:
             if c.is_dir():
                 files.extend(f for f in sorted(c.rglob("*.parquet")) if not f.name.startswith("."))
+    for f in files:
+        if not (f.is_file() or f.is_dir()):
+            raise MedaugError(f"{f}: not a regular file (a pipe or device named *.parquet); "
+                              "expected a generator-evaluation Parquet file; remove it")
     return sorted(set(files))
 
 

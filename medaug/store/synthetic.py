@@ -369,6 +369,19 @@ def physical_memory() -> int:
         return 0
 
 
+def _check_plain_files(ref: str, folder: Path) -> None:
+    """Everything zarr will read under the group is a folder or a regular file: a pipe (a
+    planted zarr.json or chunk) would block the reader forever, a device never end."""
+    if folder.is_symlink() or not folder.is_dir():
+        return  # a missing group is named by the lookup that follows
+    for parent, dirs, names in os.walk(folder):
+        for name in (*dirs, *names):
+            path = Path(parent) / name
+            if not (path.is_dir() or path.is_file()) or (name in dirs and path.is_symlink()):
+                raise MedaugError(f"{ref}: {path} is not a regular file or folder (a pipe, device, socket or "
+                                  "linked folder); the set is damaged or planted: delete and rewrite it")
+
+
 def _open_header(ref: str) -> tuple[SetHeader, Any, Any]:
     """Open `ref` and check everything its metadata says; return (header, images array, labels array).
 
@@ -377,6 +390,7 @@ def _open_header(ref: str) -> tuple[SetHeader, Any, Any]:
     store, group = parse_ref(ref)
     if not (store / "zarr.json").is_file():
         raise MedaugError(f"{store}: no Zarr v3 store here (zarr.json missing)")
+    _check_plain_files(ref, store / group)
     root = _open_store(store, "r")
     try:
         g = root[group]

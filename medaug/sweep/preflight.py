@@ -192,7 +192,22 @@ def cell_inputs(study: Study, cell: Cell, lookups: _Lookups) -> list[str]:
         mismatch = cell.synthetic_mismatch()
         if mismatch:
             missing.append(f"synthetic set {cell.synthetic} was not made as requested: {mismatch}")
+        elif cell.request is None:  # a set named by its path: the run would refuse an unusable one
+            problem = lookups.once(("synthetic", cell.synthetic), lambda: _set_problem(str(cell.synthetic)))
+            if problem:
+                missing.append(problem)
     return list(dict.fromkeys(missing))
+
+
+def _set_problem(ref: str) -> str | None:
+    """Why the synthetic set `ref` cannot be mixed in, from its metadata (no pixel read), or None."""
+    from medaug.store.synthetic import open_set_header
+
+    try:
+        open_set_header(ref)
+    except MedaugError as exc:
+        return f"synthetic set {exc}"
+    return None
 
 
 def check_inputs(study: Study, *, data_root: str | Path | None = None, verify_md5: bool = True,

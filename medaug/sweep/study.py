@@ -332,6 +332,12 @@ class Cell:
         (another generator, strategy, parameters, data set or size): what differs."""
         if self.request is None or self.missing_synthetic() is not None:
             return None
+        from medaug.store.synthetic import open_set_header
+
+        try:  # its metadata checked first (a planted pipe or a damaged group is named, never waited on)
+            open_set_header(str(self.synthetic))
+        except MedaugError as exc:
+            return f"unusable ({exc})"
         store, _, group = str(self.synthetic).partition("#")
         try:
             import zarr
