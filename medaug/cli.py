@@ -58,8 +58,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command` (when given) gets its full options, the others their summary."""
-    parser = Parser(prog="medaug", description="Measure how much data augmentation improves "
-                                                                "medical image classifiers.")
+    parser = Parser(prog="medaug", description="Measure how much data augmentation improves medical image classifiers.")
     parser.add_argument("--version", action="version", version=f"medaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, summary in COMMANDS.items():

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from analysis_rows import known_study, make_row, write_rows
 
-from medaug.cli import build_parser
 from medaug.analysis.query import run_query
+from medaug.cli import build_parser, main
 from medaug.analysis.report import build_report
 from medaug.errors import MedaugError
 
@@ -83,6 +83,35 @@ def test_report_bad_input_is_clean_and_writes_nothing(tmp_path):
     with pytest.raises(MedaugError, match="no such Zarr store"):
         build_report([known_study(tmp_path / "ok")], out, synthetic=["missing.zarr#g"])
     assert not out.exists()
+
+
+def test_a_report_that_cannot_be_finished_leaves_the_folder_as_it_was(results, tmp_path, monkeypatch, capsys):
+    """A full disk half-way through the files (the fifth write fails) is one line, exit 2, and
+    the report folder is as it was: no figure or table of the unfinished report, the
+    earlier report's index.html intact, no staging folder left beside it."""
+    from medaug.analysis import report
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "index.html").write_text("the earlier report")
+    real = report.atomic_write
+    calls = []
+
+    def fail_fifth(target, write):
+        calls.append(target)
+        if len(calls) == 5:
+            raise MedaugError(f"no space left writing {target} (nothing written; free space and rerun)")
+        real(target, write)
+
+    monkeypatch.setattr(report, "atomic_write", fail_fifth)
+    assert main(["report", str(results), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medaug: error: no space left writing") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+    assert [p.name for p in out.rglob("*")] == ["index.html"] and (out / "index.html").read_text() == "the earlier report"
+    monkeypatch.setattr(report, "atomic_write", real)
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    assert (out / "index.html").read_text() != "the earlier report" and (out / "figures").is_dir()
 
 
 def test_cli_results_query_and_tables(results, capsys):

@@ -229,3 +229,50 @@ resources: {cpus: 1}
     again = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "results").glob("*.parquet")}
     assert again == first, printed.out
     assert "2 finished, 0 failed, 0 stopped" in printed.out
+
+
+def test_a_results_folder_with_a_file_that_is_not_a_row_is_refused_before_ray_starts(tmp_path, tiny_data,  # noqa: F811
+                                                                                     capsys, monkeypatch):
+    """`results tables`, `results query` and `report` refuse a folder holding junk named
+    *.parquet; the sweep refuses it in the same words instead of training over it."""
+    from medaug.sweep import driver
+
+    started: list[object] = []
+    monkeypatch.setattr(driver, "ray_init", lambda *a, **k: started.append(a))
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    junk = out / "results" / "junk.parquet"
+    junk.write_bytes(b"not parquet at all")
+    study = write(tmp_path / "junk.yaml", """
+name: junk-rows
+base: {dataset: breastmnist, epochs: 1, batch_size: 16, lr: 0.1}
+""")
+    listing = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code = main(["sweep", str(study), "--out", str(out), "--resume", "--data-root", str(tiny_data),
+                 "--no-verify-md5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{junk}: not a readable Parquet file" in err
+    assert started == [] and sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == listing
+    assert main(["results", "query", str(out), "SELECT 1"]) == 2
+    assert f"{junk}: not a readable Parquet file" in capsys.readouterr().err
+
+
+def test_only_a_folder_inside_out_ray_is_ever_cleared(tmp_path):
+    """Whatever a study's name spells, the clean-up of Tune's old bookkeeping never
+    reaches beyond OUT/ray (a study named '..' once removed the whole output folder)."""
+    import pytest
+
+    from medaug.errors import MedaugError
+    from medaug.sweep.driver import clear_experiment
+
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    (out / "results" / "kept.parquet").write_bytes(b"row")
+    (out / "ray" / "study").mkdir(parents=True)
+    for bad in (out / "ray" / "..", out / "ray" / ".", out / "ray" / "a" / "..", out / "elsewhere"):
+        with pytest.raises(MedaugError, match="must lie directly in"):
+            clear_experiment(bad, out / "ray")
+    assert (out / "results" / "kept.parquet").read_bytes() == b"row"
+    clear_experiment(out / "ray" / "study", out / "ray")
+    assert not (out / "ray" / "study").exists() and (out / "ray").is_dir()

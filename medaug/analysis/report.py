@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from medaug.analysis.render import Table
 from medaug.analysis.stats import StatsOptions
 from medaug.analysis.tables import Grid, best_methods, build_tables, gains, impossible_comparisons
 from medaug.errors import MedaugError
-from medaug.store.atomic import atomic_write_text, check_writable
+from medaug.store.atomic import atomic_write, check_writable
 
 SPEC_COLUMNS = ("dataset", "size", "classifier", "augmentation", "wrs", "synthetic", "optimizer", "lr", "momentum",
                 "weight_decay", "schedule", "milestones", "epochs", "batch_size", "seed", "select_metric")
@@ -94,20 +95,45 @@ def build_report(paths: Sequence[str | Path] | str | Path, out_dir: str | Path, 
     md = _markdown(res, title, tables, figures, impossible, messages, opts)
     page = _html(res, title, tables, figures, impossible, messages, opts)
 
-    files: list[Path] = []
-    for fig in figures:
-        files += plots.save(fig, out / "figures")
-    for key, t in tables.items():
-        for ext, text in (("md", t.to_markdown()), ("tex", t.to_latex()), ("csv", t.to_csv())):
-            atomic_write_text(out / "tables" / f"{key}.{ext}", text)
-            files.append(out / "tables" / f"{key}.{ext}")
-        atomic_write_text(out / "tables" / f"{key}_long.csv", t.to_frame().to_csv(index=False))
-        files.append(out / "tables" / f"{key}_long.csv")
-    atomic_write_text(out / "report.md", md)
-    atomic_write_text(out / "index.html", page)
-    files += [out / "report.md", out / "index.html"]
+    files = _publish(out, _report_files(figures, tables, md, page))
     return Report(out, out / "index.html", out / "report.md", tables, figures, messages, files,
                   n_runs=len(res.rows), n_failed=len(res.failed))
+
+
+def _report_files(figures: list, tables: Mapping[str, Table], md: str, page: str) -> dict[str, bytes]:
+    """Every file of the report by its path relative to the report folder."""
+    files: dict[str, bytes] = {}
+    for fig in figures:
+        for ext in ("png", "svg"):
+            files[f"figures/{fig.name}.{ext}"] = getattr(fig, ext)
+    for key, t in tables.items():
+        for ext, text in (("md", t.to_markdown()), ("tex", t.to_latex()), ("csv", t.to_csv())):
+            files[f"tables/{key}.{ext}"] = text.encode()
+        files[f"tables/{key}_long.csv"] = t.to_frame().to_csv(index=False).encode()
+    files["report.md"] = md.encode()
+    files["index.html"] = page.encode()
+    return files
+
+
+def _publish(out: Path, files: Mapping[str, bytes]) -> list[Path]:
+    """Write the report whole or not at all: every file goes into a staging folder beside
+    `out` first (a full disk stops there, and `out` is untouched), then each is renamed
+    into place (same file system: renames need no space)."""
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for rel, data in files.items():
+            atomic_write(stage / rel, lambda tmp, data=data: tmp.write_bytes(data))
+        out.mkdir(exist_ok=True)
+        for rel in files:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, out / rel)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out / rel for rel in files]
 
 
 def _default_title(res: Results) -> str:

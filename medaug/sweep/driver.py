@@ -168,12 +168,26 @@ def check_out_dir(out_dir: Path, where: str) -> None:
             raise MedaugError(f"{where} {out_dir}: {path} is not writable")
 
 
-def clear_experiment(path: Path) -> None:
-    """Remove Tune's bookkeeping of an earlier run unread (a link is unlinked, never followed)."""
+def clear_experiment(path: Path, ray_dir: Path) -> None:
+    """Remove Tune's bookkeeping of an earlier run unread (a link is unlinked, never followed).
+    Only a folder strictly inside OUT/ray is ever removed, whatever the study's name spells."""
+    if path.parent.resolve() != ray_dir.resolve() or path.name in ("", ".", ".."):
+        raise MedaugError(f"{path}: the Ray experiment folder must lie directly in {ray_dir}")
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.is_dir():
         shutil.rmtree(path)
+
+
+def check_existing_rows(out_dir: Path) -> None:
+    """Refuse a results folder holding files that are not valid result rows, in the words
+    `results tables`, `results query` and `report` use: a row the sweep cannot read would
+    otherwise be trained again and replaced without a word."""
+    folder = out_dir / "results"
+    if folder.is_dir() and any(folder.glob("*.parquet")):
+        from medaug.analysis.load import read_result_rows
+
+        read_result_rows([folder])
 
 
 def run_study(study: Study | str | Path, executor: str = "local", out: str | Path | None = None, *,
@@ -209,6 +223,7 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
     out_dir = Path(out if out is not None else study.results).expanduser().absolute()
     check_out_dir(out_dir, "--out" if out is not None else f"{study.source}: results:")
     out_dir = out_dir.resolve()
+    check_existing_rows(out_dir)
     if data_root is not None:
         data_root = Path(data_root).expanduser().resolve()
         if not data_root.is_dir():
@@ -286,7 +301,7 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
                 "re-attached)")
         # Tune's bookkeeping of an earlier run is never read (it holds pickles): the study
         # file and the rows are the state (see the module docstring)
-        clear_experiment(experiment_path)
+        clear_experiment(experiment_path, out_dir / "ray")
         out_dir.mkdir(parents=True, exist_ok=True)
         tuner = tune.Tuner(
             trainable,
