@@ -207,8 +207,11 @@ def test_job_past_its_timeout_requeue_limit_ends_unfinished_and_keeps_its_state(
     later `--resume`."""
     import submitit
 
-    job, opts = _submit(tmp_path, tiny_data, Resources(cpus=1, time_min=3),
-                        {"signal_delay_s": 90, "max_num_timeout": 0}, MEDAUG_EPOCH_PAUSE_S="40")
+    # USR2 is due 120 s into the 4-min job; slurmctld checks time limits periodically, and under
+    # load it came more than 37 s late (a 3-epoch job of 40-s pauses finished first): so 60-s
+    # pauses, the job ending ~75 s after the signal is due
+    job, opts = _submit(tmp_path, tiny_data, Resources(cpus=1, time_min=4),
+                        {"signal_delay_s": 120, "max_num_timeout": 0}, MEDAUG_EPOCH_PAUSE_S="60")
     with pytest.raises(submitit.core.utils.UncompletedJobError, match="timed-out too many times"):
         job.result()
     assert not result_path(opts.out, SPEC.run_id).exists()
