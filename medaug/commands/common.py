@@ -21,6 +21,16 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    help="accept an npz whose md5 differs from medmnist INFO (the actual md5 is recorded)")
 
 
+def add_checkpoint_data_options(p: argparse.ArgumentParser) -> None:
+    """Where the data of a generator checkpoint are (`generator eval`, `synthesize`), and the device."""
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding the checkpoint's data set (MedMNIST npz files, COVID-19 radiography, "
+                        "ISIC 2019; default: $MEDAUG_DATA_ROOT, else ~/.medmnist)")
+    p.add_argument("--no-verify-md5", dest="verify_md5", action="store_false",
+                   help="accept an npz whose md5 differs from medmnist INFO (the train hash is still checked)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medaug.commands.common import add_checkpoint_data_options, parse_data_options
 from medaug.errors import MedaugError
 from medaug.store.atomic import check_writable
 
@@ -110,7 +111,6 @@ def _join_process_group(device_arg: str) -> str:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from medaug.commands.common import parse_data_options
     from medaug.generators import GENERATORS, resolve_device
     from medaug.generators.data import check_fit_size, checked_data_options, load_splits
     from medaug.train.distributed import cleanup_distributed
@@ -205,12 +205,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subsets", type=int, default=100, help="random subsets averaged by KID")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rows go to DIR/generator-eval/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing row of the same evaluation")
-    p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding the checkpoint's data set (MedMNIST npz files, COVID-19 radiography, "
-                        "ISIC 2019; default: $MEDAUG_DATA_ROOT, else ~/.medmnist)")
-    p.add_argument("--no-verify-md5", dest="verify_md5", action="store_false",
-                   help="accept an npz whose md5 differs from medmnist INFO (the train hash is still checked)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    add_checkpoint_data_options(p)
     p.add_argument("--quiet", action="store_true", help="no classifier training progress")
     p.set_defaults(handler=run_eval)
 

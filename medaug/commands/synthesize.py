@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from medaug.commands.common import add_checkpoint_data_options
 from medaug.generators.strategies import STRATEGIES
 
 
@@ -24,12 +25,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, required=True, help="sampling seed (same seed, same images)")
     p.add_argument("--out", required=True, metavar="STORE.zarr", help="Zarr v3 directory store (created if missing)")
     p.add_argument("--group", default=None, help="group name (default: GENERATOR-DATASET-STRATEGY-sSEED-HASH)")
-    p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding the checkpoint's data set (MedMNIST npz files, COVID-19 radiography, "
-                        "ISIC 2019; default: $MEDAUG_DATA_ROOT, else ~/.medmnist)")
-    p.add_argument("--no-verify-md5", dest="verify_md5", action="store_false",
-                   help="accept an npz whose md5 differs from medmnist INFO (the train hash is still checked)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    add_checkpoint_data_options(p)
     p.set_defaults(handler=run_synthesize)
 
 
