@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from medaug.train.loop import TrainConfig, TrainOutcome
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "cosine", "multistep")
+SCHEDULES = ("none", "cosine", "multistep", "linear")
 SELECT_METRICS = ("acc", "auc")
+TTA_MODES = ("none", "flip", "shift", "flip-shift")
 
 #: Allowed ranges of the numeric spec fields, (low, high) inclusive. They are far wider than
 #: any study uses, and refuse values that cannot train: above them a run wastes days (epochs),
@@ -50,12 +51,16 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "batch_size": (1, 65_536),
     "seed": (0, 2**32 - 1),        # numpy's and most tools' seed range
     "freeze_epochs": (0, 10_000),  # and below epochs (checked with it)
+    "min_steps": (0, 10_000_000),
 }
 #: (low, high, low is open, high is open): lr in (0, 10], momentum in [0, 1), weight decay in [0, 1].
 FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "lr": (0.0, 10.0, True, False),  # an lr of 0 trains nothing
     "momentum": (0.0, 1.0, False, True),
     "weight_decay": (0.0, 1.0, False, False),
+    "label_smoothing": (0.0, 1.0, False, True),
+    "ema": (0.0, 1.0, False, True),        # 0: no EMA of the weights
+    "warmup": (0.0, 1.0, False, True),     # fraction of the optimiser steps
 }
 MAX_MILESTONES = 100
 
@@ -82,7 +87,22 @@ class ExperimentSpec:
 
     `synthetic` names a synthetic set as "STORE.zarr#GROUP" (None: real data only).
     `milestones` are fractions of `epochs` where a multistep schedule divides the
-    learning rate by 10. `freeze_epochs` (transfer classifiers only) trains just the
+    learning rate by 10.
+
+    `recipe` names the training preset the fields came from (medaug/train/recipes.py);
+    `from_dict` expands it, and fields given explicitly win. The constructor takes every
+    field as given, so build from a recipe with `from_dict`. Training fields beyond seed
+    000's: `nesterov` (SGD only), `label_smoothing`, `ema` (per-step decay of an
+    exponential moving average of the weights; the average is what is evaluated and
+    tested; 0 = off), `warmup` (fraction of the optimiser steps with a linear ramp of
+    the learning rate), the `linear` schedule (linear decay to 0 after the warm-up) and
+    `min_steps` (train more epochs than `epochs` when that many give fewer optimiser
+    steps: small training sets get enough updates). `tta` averages the logits of
+    flipped and/or 1-pixel-shifted views at evaluation (val and test). Each of these
+    at its default leaves the canonical JSON, and so the run_id, as it was before the
+    field existed.
+
+    `freeze_epochs` (transfer classifiers only) trains just the
     new head for that many epochs before the whole network. `pretrained` (transfer
     classifiers only): true requires ImageNet weights (a run without them is refused
     before anything is written, never silently trained from scratch), false trains
@@ -115,6 +135,13 @@ class ExperimentSpec:
     freeze_epochs: int = 0
     data_options: dict[str, Any] = field(default_factory=dict, hash=False)
     pretrained: bool | None = None
+    recipe: str = "seed000"
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    ema: float = 0.0
+    warmup: float = 0.0
+    min_steps: int = 0
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> MedaugError:
@@ -131,6 +158,11 @@ class ExperimentSpec:
             raise bad("schedule", f"one of {SCHEDULES}")
         if self.select_metric not in SELECT_METRICS:
             raise bad("select_metric", f"one of {SELECT_METRICS}")
+        if self.tta not in TTA_MODES:
+            raise bad("tta", f"one of {TTA_MODES}")
+        from medaug.train.recipes import get_recipe
+
+        get_recipe(self.recipe)
         for name, (low, high) in INT_RANGES.items():
             value = getattr(self, name)
             if not _is_int(value) or not low <= value <= high:
@@ -144,8 +176,12 @@ class ExperimentSpec:
         self._check_milestones(bad)
         if not 0 <= self.freeze_epochs < self.epochs:
             raise bad("freeze_epochs", "an integer in [0, epochs): epochs with a frozen backbone first")
-        if not isinstance(self.wrs, bool):
-            raise bad("wrs", "true or false")
+        for name in ("wrs", "nesterov"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "true or false")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise bad("nesterov", f"false with optimizer {self.optimizer!r} and momentum {self.momentum:g} "
+                                  "(Nesterov momentum needs SGD with momentum > 0)")
         if self.pretrained is not None and not isinstance(self.pretrained, bool):
             raise bad("pretrained", "true (ImageNet weights required), false (random initialisation) or null")
         if self.synthetic is not None:
@@ -176,14 +212,17 @@ class ExperimentSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "spec") -> ExperimentSpec:
-        """Build from plain data (YAML/JSON), refusing unknown keys by name."""
+        """Build from plain data (YAML/JSON), refusing unknown keys by name; `recipe`
+        (default seed000) fills the training fields `data` does not give."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise MedaugError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
         if "dataset" not in data:
             raise MedaugError(f"{where}: missing required field 'dataset'")
-        data = dict(data)
+        from medaug.train.recipes import expand
+
+        data = expand(dict(data))  # refuses an unknown recipe as "spec field 'recipe' = ...", like the fields
         if isinstance(data.get("milestones"), list):
             data["milestones"] = tuple(data["milestones"])  # __post_init__ refuses anything else by name
         try:
@@ -198,6 +237,13 @@ class ExperimentSpec:
             del d["data_options"]
         if d["pretrained"] is None:
             del d["pretrained"]
+        for name, default in UNUSED_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        if self.recipe != "seed000":  # a recipe's values change with its version: so does the run_id
+            from medaug.train.recipes import get_recipe
+
+            d["recipe_version"] = get_recipe(self.recipe).version
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     def identity_json(self) -> str:
@@ -235,6 +281,11 @@ class ExperimentSpec:
 
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentSpec))
+
+#: Fields added after run_ids were first published, with the value that means "not used":
+#: at that value they stay out of the canonical JSON, so older specs keep their run_ids.
+UNUSED_DEFAULTS: dict[str, Any] = {"recipe": "seed000", "nesterov": False, "label_smoothing": 0.0, "ema": 0.0,
+                                   "warmup": 0.0, "min_steps": 0, "tta": "none"}
 
 
 def _checked_data_options(dataset: str, options: Any) -> dict[str, Any]:
@@ -366,8 +417,14 @@ def fit_and_test(spec: ExperimentSpec, train: ImageSet, val: ImageSet, test: Ima
     outcome = train_classifier(model, train, val, spec.train_config(), dev, state_path=state_path,
                                on_epoch=on_epoch, progress=not quiet)
     model.eval()
-    test_metrics, _ = evaluate_model(model, test, dev, channels_last=dev.type == "cuda")
+    test_metrics, _ = evaluate_model(model, test, dev, channels_last=dev.type == "cuda", tta=spec.tta)
     return FitResult(model=model, outcome=outcome, test=test_metrics)
+
+
+def _recipe_version(name: str) -> int:
+    from medaug.train.recipes import get_recipe
+
+    return get_recipe(name).version
 
 
 def _weights_label(path: str | None) -> str | None:
@@ -486,6 +543,8 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
             "synthetic_provenance": json.dumps(synthetic_info.get("provenance"), sort_keys=True)
             if synthetic_info else None,
             "classifier_weights": _weights_label(getattr(fit.model, "weights", None)),
+            "recipe_version": _recipe_version(spec.recipe),
+            "epochs_trained": fit.outcome.epochs,
             "best_epoch": fit.best_epoch,
             "val_acc": fit.outcome.best_val.acc,
             "val_auc": fit.outcome.best_val.auc,

@@ -148,8 +148,8 @@ def test_tested_weights_are_a_copy_of_the_best_epoch_not_the_last(tiny_root: Pat
     snapshots: list[dict[str, torch.Tensor]] = []
     real = loop.evaluate_model
 
-    def scripted(model, images, device, channels_last=False):
-        metrics, loss = real(model, images, device, channels_last)
+    def scripted(model, images, device, channels_last=False, tta="none"):
+        metrics, loss = real(model, images, device, channels_last, tta)
         if len(snapshots) < len(scripted_acc):  # the per-epoch validations come first
             snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
             metrics = dataclasses.replace(metrics, acc=scripted_acc[len(snapshots) - 1])

@@ -7,7 +7,8 @@ schema version can be migrated (and one of an unknown version refused by name)
 before the rows are put together.
 
 Schema versions:
-- 1 (current, `medaug.store.results.SCHEMA_VERSION`).
+- 2 (current, `medaug.store.results.SCHEMA_VERSION`): recipes, their training fields, tta.
+- 1: before recipes; migrated with seed 000's values of the new fields.
 - 0: a file without a `schema_version` column (rows written before the schema was
   versioned). Migration adds every missing column as null and derives `status`
   from `test_acc` when absent; the columns it has must carry today's names and
@@ -68,8 +69,24 @@ def _v0_to_v1(table: pa.Table) -> pa.Table:
     return table
 
 
+def _v1_to_v2(table: pa.Table) -> pa.Table:
+    """Version 1 -> 2: rows from before recipes were trained with seed 000's values of the
+    new training fields, without TTA, for exactly `epochs` epochs."""
+    n = table.num_rows
+    filled = {"recipe": pa.array(["seed000"] * n, pa.string()), "recipe_version": pa.array([1] * n, pa.int32()),
+              "nesterov": pa.array([False] * n), "label_smoothing": pa.array([0.0] * n),
+              "ema": pa.array([0.0] * n), "warmup": pa.array([0.0] * n), "min_steps": pa.array([0] * n, pa.int64()),
+              "tta": pa.array(["none"] * n, pa.string())}
+    if "epochs" in table.column_names:
+        filled["epochs_trained"] = table.column("epochs")
+    for name, values in filled.items():
+        if name not in table.column_names:
+            table = table.append_column(name, values)
+    return table
+
+
 # MIGRATIONS[v] turns a table of version v into one of version v + 1.
-MIGRATIONS: dict[int, Callable[[pa.Table], pa.Table]] = {0: _v0_to_v1}
+MIGRATIONS: dict[int, Callable[[pa.Table], pa.Table]] = {0: _v0_to_v1, 1: _v1_to_v2}
 
 
 @dataclass

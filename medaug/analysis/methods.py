@@ -1,7 +1,9 @@
 """What each result row *is*: its context (what it may be compared with) and its method.
 
 Two runs are comparable only when they share a **context**: the same dataset and the
-same training setting (image size, classifier, optimizer, lr, epochs, batch, ...).
+same training setting (image size, recipe, classifier, optimizer, lr, epochs, batch, ...,
+test-time augmentation). A context is labelled by its dataset, its recipe when the rows
+hold more than one, and the settings that vary beyond what the recipes explain.
 Inside a context they differ by their **method**: geometric augmentation, WRS, and
 the generator (and mixing strategy) of the synthetic set, if any. Seeds are the
 replicates of a (context, method) cell.
@@ -19,8 +21,9 @@ import re
 import pandas as pd
 
 # Spec fields that make up a context (everything in the spec but the method and the seed).
-SETTING_FIELDS = ("dataset", "size", "classifier", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-                  "milestones", "epochs", "batch_size", "select_metric")
+SETTING_FIELDS = ("dataset", "size", "recipe", "classifier", "optimizer", "nesterov", "lr", "momentum",
+                  "weight_decay", "schedule", "milestones", "warmup", "epochs", "min_steps", "batch_size",
+                  "label_smoothing", "ema", "select_metric", "tta")
 
 # Display names, in the words of the seed studies (seed 000 Tables 3-4, seeds 001-003).
 GENERATOR_NAMES = {
@@ -58,8 +61,10 @@ def parse_provenance(text: object) -> tuple[str | None, str | None]:
 def _fmt_setting(name: str, value: object) -> str:
     if name == "size":
         return f"{value}px"
-    if name == "classifier":
+    if name in ("classifier", "recipe"):
         return str(value)
+    if name == "tta":
+        return f"TTA {value}"
     return f"{name}={value}"
 
 
@@ -136,7 +141,10 @@ def annotate(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     df["is_baseline"] = (aug == "none") & ~df["wrs"] & df["generator"].isna()
 
     values = {f: df[f].map(_setting_value) if f in df else pd.Series("", index=df.index) for f in SETTING_FIELDS}
-    varying = [f for f in SETTING_FIELDS[1:] if values[f].nunique(dropna=False) > 1]
+    recipes = values["recipe"]
+    # a field that differs only between recipes is said by the recipe's name
+    varying = [f for f in SETTING_FIELDS[1:] if values[f].nunique(dropna=False) > 1
+               and (f == "recipe" or any(v.nunique(dropna=False) > 1 for _, v in values[f].groupby(recipes)))]
     df["context_key"] = ["|".join(parts) for parts in zip(*(values[f] for f in SETTING_FIELDS))] if len(df) else []
     labels = []
     for i in range(len(df)):

@@ -8,28 +8,39 @@ from pathlib import Path
 
 from medaug.commands.common import add_data_option_arg, add_data_options, add_run_options, parse_data_options
 from medaug.errors import MedaugError
-from medaug.experiment import OPTIMIZERS, SCHEDULES, SELECT_METRICS, ExperimentSpec, run
+from medaug.experiment import OPTIMIZERS, SCHEDULES, SELECT_METRICS, SPEC_FIELDS, TTA_MODES, ExperimentSpec, run
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.description = "Train one classifier (seed-000 defaults) and write OUT/results/<run_id>.parquet."
+    p.description = ("Train one classifier (a recipe's values, seed 000's by default) and write "
+                     "OUT/results/<run_id>.parquet.")
     p.add_argument("--dataset", required=True,
                    help="MedMNIST 2D name (e.g. breastmnist), covid19-radiography[-4class] or isic2019")
     p.add_argument("--size", type=int, default=28, help="image size (MedMNIST: 28, 64, 128 or 224)")
-    p.add_argument("--classifier", default="cnn", help="cnn, resnet18, resnet50, fricker-cnn, ...")
-    p.add_argument("--augment", dest="augmentation", default="none", help="augmentation pipeline name")
-    p.add_argument("--wrs", action="store_true", help="weighted random sampling (class-inverse frequency)")
-    p.add_argument("--synthetic", default=None, metavar="STORE.zarr#GROUP", help="mix a synthetic set into train")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", choices=SCHEDULES, default="none")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--select", dest="select_metric", choices=SELECT_METRICS, default="acc",
-                   help="validation metric that picks the tested epoch")
-    p.add_argument("--freeze-epochs", type=int, default=0,
+    p.add_argument("--recipe", default=None,
+                   help="training preset: seed000 (default), medmnist-v2 or fast (medaug/train/recipes.py); "
+                        "options given explicitly override its values")
+    p.add_argument("--classifier", help="cnn, resnet18, resnet50, fricker-cnn, fastnet, ...")
+    p.add_argument("--augment", dest="augmentation", help="augmentation pipeline name (default none)")
+    p.add_argument("--wrs", action="store_true", default=None,
+                   help="weighted random sampling (class-inverse frequency)")
+    p.add_argument("--synthetic", metavar="STORE.zarr#GROUP", help="mix a synthetic set into train")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum (SGD)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--warmup", type=float, help="fraction of the steps with a linear lr warm-up")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--min-steps", type=int, help="train more epochs when --epochs gives fewer optimiser steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--ema", type=float, help="per-step decay of a weight EMA that is evaluated (0: off)")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of val and test (default none)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--select", dest="select_metric", choices=SELECT_METRICS,
+                   help="validation metric that picks the tested epoch (default acc)")
+    p.add_argument("--freeze-epochs", type=int,
                    help="transfer classifiers: epochs training only the new head first (default 0)")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--pretrained", dest="pretrained", action="store_const", const=True, default=None,
@@ -61,18 +72,15 @@ def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
 
 
 def _build_spec(args: argparse.Namespace) -> ExperimentSpec:
-    return ExperimentSpec(dataset=args.dataset, size=args.size, classifier=args.classifier,
-                          augmentation=args.augmentation, wrs=args.wrs, synthetic=args.synthetic,
-                          optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-                          weight_decay=args.weight_decay, schedule=args.schedule, epochs=args.epochs,
-                          batch_size=args.batch_size, seed=args.seed, select_metric=args.select_metric,
-                          freeze_epochs=args.freeze_epochs, pretrained=args.pretrained,
-                          data_options=parse_data_options(args.data_options))
+    """The options given, over the recipe's values (`ExperimentSpec.from_dict` expands it)."""
+    given = {name: getattr(args, name) for name in SPEC_FIELDS if getattr(args, name, None) is not None}
+    given["data_options"] = parse_data_options(args.data_options)
+    return ExperimentSpec.from_dict(given)
 
 
 def summary_line(row: dict) -> str:
     return (f"{row['run_id']}: test ACC {100 * row['test_acc']:.2f} AUC {100 * row['test_auc']:.2f} "
-            f"(best epoch {row['best_epoch']}/{row['epochs']}, val ACC {100 * row['val_acc']:.2f}) "
+            f"(best epoch {row['best_epoch']}/{row['epochs_trained']}, val ACC {100 * row['val_acc']:.2f}) "
             f"{row['train_images_per_s']:.0f} img/s on {row['device']}, {row['wall_seconds']:.1f} s")
 
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the recipe and its training fields, tta, epochs_trained
 RESULTS_DIR = "results"
 
 HISTORY_TYPE = pa.struct([
@@ -58,6 +58,13 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("freeze_epochs", pa.int32(), "epochs with a frozen backbone (transfer classifiers)"),
     ("pretrained", pa.bool_(), "transfer classifiers: true = ImageNet weights required, false = random init, "
                                "null = weights when configured"),
+    ("recipe", pa.string(), "training preset the spec was expanded from (medaug/train/recipes.py)"),
+    ("nesterov", pa.bool_(), "Nesterov momentum (SGD)"),
+    ("label_smoothing", pa.float64(), ""),
+    ("ema", pa.float64(), "per-step decay of the evaluated weight EMA; 0: no EMA"),
+    ("warmup", pa.float64(), "fraction of the optimiser steps with a linear lr warm-up"),
+    ("min_steps", pa.int64(), "fewest optimiser steps: more epochs than `epochs` when needed"),
+    ("tta", pa.string(), "test-time augmentation of val and test: none | flip | shift | flip-shift"),
     ("data_options", pa.string(), ("the data source's options, canonical JSON (COVID: test_per_class, "
                                    "val_fraction, split_seed); null for sources without options (MedMNIST)")),
     ("spec_json", pa.string(), "the whole spec, canonical JSON"),
@@ -80,6 +87,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
                                         "started from; null: random initialisation"),
     ("synthetic_provenance", pa.string(), "JSON provenance of the synthetic set"),
     # --- metrics of the selected (best-validation) weights ---
+    ("recipe_version", pa.int32(), "version of the recipe's values"),
+    ("epochs_trained", pa.int32(), "epochs run: `epochs`, or more to reach `min_steps`"),
     ("best_epoch", pa.int32(), "1-based epoch whose weights were tested"),
     ("val_acc", pa.float64(), ""),
     ("val_auc", pa.float64(), ""),

@@ -61,7 +61,24 @@ class TrainConfig:
     seed: int = 0
     select_metric: str = "acc"
     freeze_epochs: int = 0
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    ema: float = 0.0
+    warmup: float = 0.0
+    min_steps: int = 0
+    tta: str = "none"
     name: str = "run"
+
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs to train on `n_train` images: `epochs`, or more to make `min_steps` steps."""
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+
+
+#: TrainConfig fields added after states were first saved, at their "not used" value: left out
+#: of a state's identity, so a run interrupted before they existed still resumes.
+_IDENTITY_DEFAULTS = {"nesterov": False, "label_smoothing": 0.0, "ema": 0.0, "warmup": 0.0, "min_steps": 0,
+                      "tta": "none"}
 
 
 @dataclass
@@ -73,6 +90,7 @@ class TrainOutcome:
     best_val: ClassificationMetrics
     history: list[dict[str, float]] = field(default_factory=list)
     train_images_per_s: float = float("nan")
+    epochs: int = 0  # epochs trained (TrainConfig.epochs_for)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -87,24 +105,80 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                               nesterov=config.nesterov)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once per epoch. multistep divides the lr by 10 at each milestone fraction."""
+def lr_at(config: TrainConfig, step: int, steps_per_epoch: int, epochs: int) -> float:
+    """The learning rate of optimiser step `step` (0-based) of a run of `epochs` epochs.
+
+    A pure function of the step, so a resumed run needs no scheduler state. `cosine` and
+    `multistep` change once per epoch (as torch's CosineAnnealingLR and MultiStepLR stepped
+    per epoch: milestones are fractions of the epochs), `linear` decays every step from the
+    end of the warm-up to 0 at the last step; the warm-up (a fraction of all steps) ramps
+    linearly up to the schedule's value.
+    """
+    total = steps_per_epoch * epochs
+    epoch = step // steps_per_epoch
+    warm = round(config.warmup * total)
+    lr = config.lr
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.schedule == "multistep":
-        steps = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=0.1)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        lr *= 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    elif config.schedule == "multistep":
+        for milestone in sorted({max(1, round(m * epochs)) for m in config.milestones}):
+            lr = lr * 0.1 if epoch >= milestone else lr  # repeated products, as MultiStepLR makes them
+    elif config.schedule == "linear" and step >= warm:
+        lr *= (total - step) / max(1, total - warm)
+    if step < warm:
+        lr *= (step + 1) / warm
+    return lr
 
 
-def make_criterion(task: str) -> nn.Module:
-    return nn.BCEWithLogitsLoss() if task.startswith("multi-label") else nn.CrossEntropyLoss()
+def make_criterion(task: str, label_smoothing: float = 0.0) -> nn.Module:
+    if task.startswith("multi-label"):
+        return SmoothedBCE(label_smoothing) if label_smoothing else nn.BCEWithLogitsLoss()
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+class SmoothedBCE(nn.BCEWithLogitsLoss):
+    """Binary cross-entropy against targets pulled towards 1/2 by `smoothing` (multi-label)."""
+
+    def __init__(self, smoothing: float) -> None:
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits, targets * (1 - self.smoothing) + self.smoothing / 2)
+
+
+class WeightEMA:
+    """An exponential moving average of a model's weights (and BN statistics), updated per step.
+
+    The decay ramps up as min(decay, (1 + t) / (10 + t)) over the first updates, so a run
+    of a few hundred steps is not dominated by its random initialisation. `model` is a
+    copy of the trained network holding the average: what is evaluated and kept.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, live in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(live.detach(), 1 - d)
+            else:
+                avg.copy_(live)  # BN's num_batches_tracked
 
 
 def _targets(labels: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -115,22 +189,47 @@ def _scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
     return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
 
 
+def tta_views(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The views whose logits test-time augmentation averages: the images themselves, plus
+    their horizontal flip (`flip`), their four 1-pixel shifts (`shift`, the uncovered edge
+    filled with 0) or both and the shifts of the flip (`flip-shift`, 10 views)."""
+    views = [images]
+    if mode in ("flip", "flip-shift"):
+        views.append(images.flip(-1))
+    if mode in ("shift", "flip-shift"):
+        for base in list(views):
+            for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                views.append(_shifted(base, dy, dx))
+    return views
+
+
+def _shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    out = torch.zeros_like(images)
+    h, w = images.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, task: str,
-            channels_last: bool = False) -> tuple[np.ndarray, float]:
-    """Class scores (probabilities) for all images, and the mean loss."""
+            channels_last: bool = False, tta: str = "none") -> tuple[np.ndarray, float]:
+    """Class scores (probabilities) for all images, and the mean loss; with `tta`, of the
+    logits averaged over the views of `tta_views`."""
     multi_label = task.startswith("multi-label")
     criterion = make_criterion(task)
     was_training = model.training
     model.eval()
     scores, loss_sum = [], 0.0
     for start in range(0, len(images), EVAL_BATCH):
-        x = normalise(images[start:start + EVAL_BATCH])
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(images.device.type, enabled=images.device.type == "cuda"):
-            logits = model(x)
-        logits = logits.float()
+        views = []
+        for view in tta_views(images[start:start + EVAL_BATCH], tta):
+            x = normalise(view)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(images.device.type, enabled=images.device.type == "cuda"):
+                views.append(model(x).float())
+        logits = torch.stack(views).mean(0)
         y = labels[start:start + EVAL_BATCH]
         loss_sum += float(criterion(logits, _targets(y, multi_label))) * len(x)
         scores.append(_scores(logits, multi_label).cpu())
@@ -139,10 +238,10 @@ def predict(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, task: 
 
 
 def evaluate_model(model: nn.Module, data: ImageSet, device: torch.device,
-                   channels_last: bool = False) -> tuple[ClassificationMetrics, float]:
+                   channels_last: bool = False, tta: str = "none") -> tuple[ClassificationMetrics, float]:
     images = torch.from_numpy(data.images).to(device)
     labels = torch.from_numpy(data.labels).to(device)
-    scores, loss = predict(model, images, labels, data.task, channels_last)
+    scores, loss = predict(model, images, labels, data.task, channels_last, tta)
     return evaluate(data.task, data.labels, scores), loss
 
 
@@ -159,7 +258,8 @@ def _save_state(path: Path, payload: dict[str, Any]) -> None:
 def state_identity(config: TrainConfig, train: ImageSet, val: ImageSet) -> str:
     """What a saved state must have been trained with to be resumed: the whole config (its
     name is the run_id in `medaug.experiment.run`) and the content of train and val."""
-    return json.dumps({"config": dataclasses.asdict(config), "train": train.content_hash, "val": val.content_hash},
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if _IDENTITY_DEFAULTS.get(k, ...) != v}
+    return json.dumps({"config": fields, "train": train.content_hash, "val": val.content_hash},
                       sort_keys=True, default=list)
 
 
@@ -195,11 +295,13 @@ def _load_state(path: Path, identity: str, epochs: int) -> dict[str, Any] | None
 
 
 def _restore(path: Path, saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-             schedule: torch.optim.lr_scheduler.LRScheduler) -> None:
+             ema: WeightEMA | None) -> None:
     try:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
+        if ema is not None:
+            ema.model.load_state_dict(saved["ema"])
+            ema.updates = int(saved["ema_updates"])
         if not isinstance(saved["best_state"], dict):
             raise TypeError("best_state")
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -245,9 +347,12 @@ def train_classifier(
     labels = torch.from_numpy(train.labels).to(device)
     weights = class_balanced_weights(train.labels, train.num_classes).to(device) if config.wrs else None
     augment = build_augmentation(config.augmentation, train.channels)
-    criterion = make_criterion(train.task)
+    criterion = make_criterion(train.task, config.label_smoothing)
     optimizer = make_optimizer(model, config)
-    schedule = make_schedule(optimizer, config)
+    ema = WeightEMA(model, config.ema) if config.ema else None
+    evaluated = ema.model if ema is not None else model  # what is validated, kept and tested
+    epochs = config.epochs_for(len(images))
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
     scaler = torch.amp.GradScaler("cuda", enabled=on_cuda)
 
     history: list[dict[str, float]] = []
@@ -255,9 +360,9 @@ def train_classifier(
     best_epoch, best_score, best_val = 0, -math.inf, None
     start_epoch = 1
     identity = state_identity(config, train, val)
-    saved = _load_state(state_path, identity, config.epochs) if state_path is not None else None
+    saved = _load_state(state_path, identity, epochs) if state_path is not None else None
     if saved is not None:
-        _restore(state_path, saved, model, optimizer, schedule)
+        _restore(state_path, saved, model, optimizer, ema)
         history, best_state = saved["history"], saved["best_state"]
         best_epoch, best_score = saved["best_epoch"], saved["best_score"]
         start_epoch = saved["epoch"] + 1
@@ -268,8 +373,8 @@ def train_classifier(
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=config.name, unit="epoch", leave=False)
-    for epoch in range(start_epoch, config.epochs + 1):
+        bar = tqdm(total=epochs, initial=start_epoch - 1, desc=config.name, unit="epoch", leave=False)
+    for epoch in range(start_epoch, epochs + 1):
         seed = _epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)  # dropout and any other global-RNG use
         gen = torch.Generator(device=device).manual_seed(seed)
@@ -283,7 +388,12 @@ def train_classifier(
         correct = torch.zeros((), device=device)
         seen = 0
         t0 = time.perf_counter()
+        step = (epoch - 1) * steps_per_epoch
+        lr = lr_at(config, step, steps_per_epoch, epochs)
         for start in range(0, len(order), config.batch_size):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(config, step, steps_per_epoch, epochs)
+            step += 1
             idx = order[start:start + config.batch_size]
             xb = augment(images[idx], gen)
             yb = labels[idx]
@@ -300,6 +410,8 @@ def train_classifier(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update(model)
             with torch.no_grad():
                 loss_sum += loss.detach() * len(yb)
                 if multi_label:
@@ -312,10 +424,8 @@ def train_classifier(
         train_seconds = time.perf_counter() - t0
         step_seconds += train_seconds
         step_images += len(order)
-        lr = optimizer.param_groups[0]["lr"]
-        schedule.step()
 
-        val_metrics, val_loss = evaluate_model(model, val, device, channels_last)
+        val_metrics, val_loss = evaluate_model(evaluated, val, device, channels_last, config.tta)
         record = {
             "epoch": epoch,
             "train_loss": float(loss_sum) / max(seen, 1),
@@ -331,12 +441,13 @@ def train_classifier(
         score = -math.inf if math.isnan(score) else score  # AUC is NaN when val lacks a class
         if score > best_score or best_state is None:  # strictly better: ties keep the earlier epoch
             best_score, best_epoch = score, epoch
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
         if state_path is not None and rank == 0:
             _save_state(state_path, {
                 "version": STATE_VERSION, "identity": identity, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "history": history, "best_state": best_state, "best_epoch": best_epoch, "best_score": best_score,
+                "optimizer": optimizer.state_dict(), "history": history, "best_state": best_state,
+                "best_epoch": best_epoch, "best_score": best_score,
+                **({"ema": ema.model.state_dict(), "ema_updates": ema.updates} if ema is not None else {}),
             })
         if on_epoch is not None and rank == 0:
             on_epoch(dict(record))
@@ -348,6 +459,7 @@ def train_classifier(
 
     assert best_state is not None
     model.load_state_dict(best_state)
-    best_val, _ = evaluate_model(model, val, device, channels_last)
+    best_val, _ = evaluate_model(model, val, device, channels_last, config.tta)
     return TrainOutcome(best_state=best_state, best_epoch=best_epoch, best_val=best_val, history=history,
-                        train_images_per_s=step_images / step_seconds if step_seconds > 0 else float("nan"))
+                        train_images_per_s=step_images / step_seconds if step_seconds > 0 else float("nan"),
+                        epochs=epochs)
