@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medaug.store.results import write_row
+from medaug.train.recipes import RECIPES
 
 CLASS_NAMES = {
     "breastmnist": ["malignant", "normal, benign"],
@@ -23,18 +24,23 @@ CLASS_NAMES = {
 
 def make_row(dataset: str = "breastmnist", *, augmentation: str = "none", wrs: bool = False,
              generator: str | None = None, strategy: str = "inverse-scarcity", seed: int = 0, acc: float = 0.8,
-             auc: float = 0.85, status: str = "finished", classifier: str = "cnn", size: int = 28,
+             auc: float = 0.85, status: str = "finished", classifier: str | None = None, size: int = 28,
              confusion: list[list[int]] | None = None, f1: list[float] | None = None,
              precision: list[float] | None = None, recall: list[float] | None = None,
-             error: str | None = None, epochs: int = 3, study: str = "test-study") -> dict:
-    """A complete, plausible result row; the metric arguments are the known values."""
+             error: str | None = None, epochs: int = 3, study: str = "test-study", recipe: str = "seed000",
+             tta: str = "none") -> dict:
+    """A complete, plausible result row; the metric arguments are the known values. The training
+    fields are the recipe's (the classifier too, unless given), except `epochs`."""
+    fields = {**RECIPES[recipe].fields, "epochs": epochs}
+    classifier = classifier or fields["classifier"]
     names = CLASS_NAMES.get(dataset, ["a", "b", "c"])
     k = len(names)
     synthetic = provenance = None
     if generator is not None:
         synthetic = f"/tmp/none/{generator}.zarr#{dataset}-s{seed}"
         provenance = json.dumps({"generator": generator, "strategy": strategy, "seed": seed})
-    key = f"{dataset}-{size}-{classifier}-{augmentation}-{'wrs' if wrs else 'nowrs'}-{generator or 'real'}-s{seed}"
+    key = (f"{dataset}-{size}-{classifier}-{augmentation}-{'wrs' if wrs else 'nowrs'}-{generator or 'real'}-s{seed}"
+           + ("" if recipe == "seed000" else f"-{recipe}") + ("" if tta == "none" else f"-tta-{tta}"))
     if confusion is None:
         confusion = (np.eye(k, dtype=int) * 10 + 1).tolist()
     rng = np.random.default_rng(zlib.crc32(key.encode()))
@@ -48,9 +54,9 @@ def make_row(dataset: str = "breastmnist", *, augmentation: str = "none", wrs: b
     return {
         "run_id": key, "status": status, "error": error,
         "dataset": dataset, "size": size, "classifier": classifier, "augmentation": augmentation, "wrs": wrs,
-        "synthetic": synthetic, "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0,
-        "schedule": "none", "milestones": [0.5, 0.75], "epochs": epochs, "batch_size": 64, "seed": seed,
-        "select_metric": "acc", "spec_json": json.dumps(spec, sort_keys=True),
+        "synthetic": synthetic, **{k: v for k, v in fields.items() if k != "classifier"},
+        "milestones": list(fields["milestones"]), "seed": seed, "recipe": recipe, "recipe_version": 1, "tta": tta,
+        "epochs_trained": epochs, "spec_json": json.dumps(spec, sort_keys=True),
         "task": "binary-class" if k == 2 else "multi-class", "class_names": names, "n_train": 546,
         "n_synthetic": 54 if generator else 0, "dataset_version": "3.0", "dataset_md5": f"md5-{dataset}",
         "train_hash": "th", "val_hash": "vh", "test_hash": "teh",

@@ -111,3 +111,23 @@ def test_annotation_contexts_and_methods(tmp_path):
     assert labels == {"no GDA/WRS", "WRS", "geometric", "WRS + geometric", "Conditional VAE", "Conditional GAN"}
     assert set(rows["context"]) == {"breastmnist · cnn", "breastmnist · resnet18"}  # classifier varies: named
     assert rows.loc[rows["is_baseline"], "method"].eq("no GDA/WRS").all()
+
+
+def test_version_1_file_is_migrated_to_seed000_recipe_values(tmp_path):
+    """A row from before recipes (schema 1) lands in the seed000 context of today's rows."""
+    from medaug.store.results import SCHEMA
+
+    out = write_rows(tmp_path / "out", [make_row(seed=s, acc=a) for s, a in ((0, 0.80), (1, 0.82))])
+    new_columns = {"recipe", "recipe_version", "nesterov", "label_smoothing", "ema", "warmup", "min_steps", "tta",
+                   "epochs_trained"}
+    row = make_row(seed=2, acc=0.81)
+    row["run_id"] = "v1-run"
+    table = pa.Table.from_pylist([{k: v for k, v in row.items() if k not in new_columns} | {"schema_version": 1}],
+                                 schema=pa.schema([f for f in SCHEMA if f.name not in new_columns]))
+    pq.write_table(table, out / "results" / "v1-run.parquet")
+    res = load_results(out)
+    old = res.rows.set_index("run_id").loc["v1-run"]
+    assert (old["recipe"], old["recipe_version"], old["tta"], old["ema"], old["epochs_trained"]) == (
+        "seed000", 1, "none", 0.0, 3)
+    cell = table2(Grid(res)).cell("breastmnist", "no GDA or WRS ACC")
+    assert cell.value.n == 3 and cell.value.mean == pytest.approx(0.81)

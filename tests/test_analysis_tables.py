@@ -217,3 +217,24 @@ def test_renderings(study):
     assert cell["n"] == 3 and cell["bold"] and cell["mean"] == pytest.approx(np.mean(acc(GDA, True)))
     html = t.to_html()
     assert "<strong>88.33 ± 2.08 (n=3)" in html and "<caption>" in html
+
+
+def test_rows_are_grouped_and_labelled_by_recipe(tmp_path):
+    """Two recipes on one data set are two contexts named by the recipe, not by the dozen
+    fields that differ between them; each is compared with its own baseline."""
+    rows = []
+    for recipe, base, geometric in (("seed000", [0.80, 0.81, 0.79], [0.85, 0.86, 0.84]),
+                                    ("fast", [0.90, 0.91, 0.92], [0.90, 0.91, 0.92])):
+        for seed in range(3):
+            rows.append(make_row(recipe=recipe, seed=seed, acc=base[seed]))
+            rows.append(make_row(recipe=recipe, seed=seed, acc=geometric[seed], augmentation=GDA))
+    res = load_results(write_rows(tmp_path / "out", rows))
+    assert sorted(res.rows["context"].unique()) == ["breastmnist · fast", "breastmnist · seed000"]
+    t = table2(Grid(res))
+    check(t.cell("breastmnist · seed000", "no GDA or WRS ACC"), [0.80, 0.81, 0.79])
+    check(t.cell("breastmnist · fast", "no WRS, GDA ACC"), [0.90, 0.91, 0.92])
+    # a field varying within one recipe is still named
+    rows.append(make_row(recipe="fast", seed=0, acc=0.9, tta="flip-shift"))
+    res = load_results(write_rows(tmp_path / "out2", rows))
+    assert "breastmnist · fast · TTA flip-shift" in set(res.rows["context"])
+    assert "breastmnist · seed000 · TTA none" in set(res.rows["context"])

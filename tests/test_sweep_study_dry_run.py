@@ -163,3 +163,19 @@ def test_a_searched_dataset_needs_every_value_s_file(in_tmp, capsys, tiny_root):
                   "search: {size: {choice: [28, 64]}}\nnum_samples: 1\n")
     code, out, err = dry_run(in_tmp, capsys, study, "--data-root", str(tiny_root), "--no-verify-md5")
     assert code == 2 and f"data file {tiny_root}/breastmnist_64.npz not found" in out
+
+
+def test_strong_baselines_study_lists_its_120_trials(in_tmp, capsys):
+    """Issue 11's study: 3 data sets x {seed000, fast} x {none, geometric} x {no WRS, WRS} x 5 seeds."""
+    study = REPO / "sweeps" / "strong-baselines.yaml"
+    root = in_tmp / "data"
+    for name in ("breastmnist", "bloodmnist", "organamnist"):
+        npz(root, name)
+    code, out, err = dry_run(in_tmp, capsys, study, "--data-root", str(root), "--no-verify-md5")
+    assert (code, err) == (0, "")
+    assert "120 cells x 1 trial(s) per cell; 120 trials runnable" in out
+    cells = [ln for ln in out.splitlines() if re.match(r"^\s+\d+  \S+-28-", ln)]
+    assert len(cells) == 120
+    assert sum("-28-fastnet-" in ln and "recipe=fast" in ln for ln in cells) == 60
+    assert sum("-28-cnn-" in ln and "recipe=seed000" in ln for ln in cells) == 60
+    assert len({ln.split()[1] for ln in cells}) == 120  # 120 distinct run_ids
