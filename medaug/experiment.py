@@ -61,6 +61,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "label_smoothing": (0.0, 1.0, False, True),
     "ema": (0.0, 1.0, False, True),        # 0: no EMA of the weights
     "warmup": (0.0, 1.0, False, True),     # fraction of the optimiser steps
+    "translate": (0.0, 0.5, False, False),  # fraction of the image side
 }
 MAX_MILESTONES = 100
 
@@ -97,7 +98,9 @@ class ExperimentSpec:
     tested; 0 = off), `warmup` (fraction of the optimiser steps with a linear ramp of
     the learning rate), the `linear` schedule (linear decay to 0 after the warm-up) and
     `min_steps` (train more epochs than `epochs` when that many give fewer optimiser
-    steps: small training sets get enough updates). `tta` averages the logits of
+    steps: small training sets get enough updates), `translate` (a recipe's own random
+    translation of every training image by up to that fraction of the image side, before
+    the `augmentation` under study). `tta` averages the logits of
     flipped and/or 1-pixel-shifted views at evaluation (val and test). Each of these
     at its default leaves the canonical JSON, and so the run_id, as it was before the
     field existed.
@@ -141,6 +144,7 @@ class ExperimentSpec:
     ema: float = 0.0
     warmup: float = 0.0
     min_steps: int = 0
+    translate: float = 0.0
     tta: str = "none"
 
     def __post_init__(self) -> None:
@@ -285,7 +289,7 @@ SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Experime
 #: Fields added after run_ids were first published, with the value that means "not used":
 #: at that value they stay out of the canonical JSON, so older specs keep their run_ids.
 UNUSED_DEFAULTS: dict[str, Any] = {"recipe": "seed000", "nesterov": False, "label_smoothing": 0.0, "ema": 0.0,
-                                   "warmup": 0.0, "min_steps": 0, "tta": "none"}
+                                   "warmup": 0.0, "min_steps": 0, "translate": 0.0, "tta": "none"}
 
 
 def _checked_data_options(dataset: str, options: Any) -> dict[str, Any]:

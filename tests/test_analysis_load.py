@@ -118,7 +118,8 @@ def test_version_1_file_is_migrated_to_seed000_recipe_values(tmp_path):
     from medaug.store.results import SCHEMA
 
     out = write_rows(tmp_path / "out", [make_row(seed=s, acc=a) for s, a in ((0, 0.80), (1, 0.82))])
-    new_columns = {"recipe", "recipe_version", "nesterov", "label_smoothing", "ema", "warmup", "min_steps", "tta",
+    new_columns = {"recipe", "recipe_version", "nesterov", "label_smoothing", "ema", "warmup", "min_steps",
+                   "translate", "tta",
                    "epochs_trained"}
     row = make_row(seed=2, acc=0.81)
     row["run_id"] = "v1-run"

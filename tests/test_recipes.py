@@ -171,11 +171,11 @@ def test_tta_views_and_averaged_logits_by_hand() -> None:
     views = tta_views(images, "flip-shift")
     assert len(views) == 10
     assert torch.equal(views[1], images.flip(-1))
-    down = torch.zeros_like(images)
-    down[..., 1:, :] = images[..., :-1, :]  # dy = +1: content moves down one row, row 0 is 0
+    down = images.clone()
+    down[..., 1:, :] = images[..., :-1, :]  # dy = +1: content moves down one row, row 0 repeats
     assert torch.equal(views[2], down)
-    left = torch.zeros_like(images)
-    left[..., :, :-1] = images[..., :, 1:]  # dx = -1
+    left = images.clone()
+    left[..., :, :-1] = images[..., :, 1:]  # dx = -1: the last column repeats
     assert torch.equal(views[5], left)
     assert [len(tta_views(images, m)) for m in ("none", "flip", "shift")] == [1, 2, 5]
 
@@ -253,3 +253,29 @@ def test_resume_with_ema_gives_the_uninterrupted_result(tiny_root: Path, tmp_pat
 
     assert timeless(resumed.outcome.history) == timeless(whole.outcome.history)
     assert resumed.test == whole.test
+
+
+def test_translate_moves_each_image_by_its_offset_with_edge_fill() -> None:
+    from medaug.augment.ops import random_translate, translate
+
+    images = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).reshape(2, 1, 4, 4)
+    moved = translate(images, torch.tensor([1, 0]), torch.tensor([0, -1]))
+    assert moved[0, 0].tolist() == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert moved[1, 0].tolist() == [[17, 18, 19, 19], [21, 22, 23, 23], [25, 26, 27, 27], [29, 30, 31, 31]]
+    big = torch.randint(0, 255, (64, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    a = random_translate(big, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(a, random_translate(big, 2, torch.Generator().manual_seed(1)))  # seeded
+    assert not torch.equal(a, big) and torch.equal(random_translate(big, 0, torch.Generator()), big)
+    # every image is one of the 25 shifts of itself by at most 2 px
+    shifts = [translate(big, torch.full((64,), dy), torch.full((64,), dx)) for dy in range(-2, 3) for dx in range(-2, 3)]
+    assert all(any(torch.equal(a[i], s[i]) for s in shifts) for i in range(64))
+
+
+def test_translate_field_changes_training_only_when_set(tiny_root: Path) -> None:
+    from medaug.data.medmnist import load_medmnist
+
+    data = load_medmnist("breastmnist", root=tiny_root, verify=False)
+    base = spec(epochs=1, batch_size=16)
+    plain = fit_and_test(base, data.train, data.val, data.test, device="cpu").outcome.history
+    moved = fit_and_test(base.replace(translate=0.1), data.train, data.val, data.test, device="cpu").outcome.history
+    assert plain[0]["train_loss"] != moved[0]["train_loss"]

@@ -75,7 +75,7 @@ def _v1_to_v2(table: pa.Table) -> pa.Table:
     n = table.num_rows
     filled = {"recipe": pa.array(["seed000"] * n, pa.string()), "recipe_version": pa.array([1] * n, pa.int32()),
               "nesterov": pa.array([False] * n), "label_smoothing": pa.array([0.0] * n),
-              "ema": pa.array([0.0] * n), "warmup": pa.array([0.0] * n), "min_steps": pa.array([0] * n, pa.int64()),
+              "ema": pa.array([0.0] * n), "warmup": pa.array([0.0] * n), "translate": pa.array([0.0] * n), "min_steps": pa.array([0] * n, pa.int64()),
               "tta": pa.array(["none"] * n, pa.string())}
     if "epochs" in table.column_names:
         filled["epochs_trained"] = table.column("epochs")

@@ -23,7 +23,7 @@ import pandas as pd
 # Spec fields that make up a context (everything in the spec but the method and the seed).
 SETTING_FIELDS = ("dataset", "size", "recipe", "classifier", "optimizer", "nesterov", "lr", "momentum",
                   "weight_decay", "schedule", "milestones", "warmup", "epochs", "min_steps", "batch_size",
-                  "label_smoothing", "ema", "select_metric", "tta")
+                  "label_smoothing", "ema", "translate", "select_metric", "tta")
 
 # Display names, in the words of the seed studies (seed 000 Tables 3-4, seeds 001-003).
 GENERATOR_NAMES = {

@@ -248,3 +248,22 @@ def warp(
     if gain is not None:
         out = out.mul_(_per_sample(gain, n, images))
     return out.round_().clamp_(0.0, _MAX).to(torch.uint8)
+
+
+def translate(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Each image moved by its own whole-pixel offset (dy down, dx right), the uncovered
+    border filled with the nearest edge pixels (replicate padding). One gather, any dtype."""
+    n, _, h, w = images.shape
+    rows = (torch.arange(h, device=images.device) - dy.view(n, 1)).clamp_(0, h - 1)  # (N, H) source rows
+    cols = (torch.arange(w, device=images.device) - dx.view(n, 1)).clamp_(0, w - 1)  # (N, W) source columns
+    batch = torch.arange(n, device=images.device).view(n, 1, 1)
+    return images.permute(0, 2, 3, 1)[batch, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
+
+
+def random_translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """`translate` by offsets drawn uniformly from [-max_shift, max_shift] per image and axis."""
+    if max_shift <= 0:
+        return images
+    n = len(images)
+    dy, dx = torch.randint(-max_shift, max_shift + 1, (2, n), generator=generator, device=generator.device)
+    return translate(images, dy, dx)

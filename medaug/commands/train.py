@@ -36,6 +36,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--ema", type=float, help="per-step decay of a weight EMA that is evaluated (0: off)")
+    p.add_argument("--translate", type=float,
+                   help="random translation of training images by up to this fraction of the side (a recipe's)")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of val and test (default none)")
     p.add_argument("--seed", type=int)
     p.add_argument("--select", dest="select_metric", choices=SELECT_METRICS,

@@ -64,6 +64,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("ema", pa.float64(), "per-step decay of the evaluated weight EMA; 0: no EMA"),
     ("warmup", pa.float64(), "fraction of the optimiser steps with a linear lr warm-up"),
     ("min_steps", pa.int64(), "fewest optimiser steps: more epochs than `epochs` when needed"),
+    ("translate", pa.float64(), "a recipe's random translation of training images, fraction of the side"),
     ("tta", pa.string(), "test-time augmentation of val and test: none | flip | shift | flip-shift"),
     ("data_options", pa.string(), ("the data source's options, canonical JSON (COVID: test_per_class, "
                                    "val_fraction, split_seed); null for sources without options (MedMNIST)")),

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from medaug.augment import build_augmentation
+from medaug.augment.ops import random_translate, translate
 from medaug.augment.sampling import class_balanced_weights, epoch_indices
 from medaug.classifiers.transfer import classifier_loss, main_logits, set_backbone_trainable
 from medaug.data.imageset import ImageSet
@@ -66,6 +67,7 @@ class TrainConfig:
     ema: float = 0.0
     warmup: float = 0.0
     min_steps: int = 0
+    translate: float = 0.0
     tta: str = "none"
     name: str = "run"
 
@@ -78,7 +80,7 @@ class TrainConfig:
 #: TrainConfig fields added after states were first saved, at their "not used" value: left out
 #: of a state's identity, so a run interrupted before they existed still resumes.
 _IDENTITY_DEFAULTS = {"nesterov": False, "label_smoothing": 0.0, "ema": 0.0, "warmup": 0.0, "min_steps": 0,
-                      "tta": "none"}
+                      "translate": 0.0, "tta": "none"}
 
 
 @dataclass
@@ -192,23 +194,18 @@ def _scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
 def tta_views(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
     """The views whose logits test-time augmentation averages: the images themselves, plus
     their horizontal flip (`flip`), their four 1-pixel shifts (`shift`, the uncovered edge
-    filled with 0) or both and the shifts of the flip (`flip-shift`, 10 views)."""
+    filled with the edge pixels, as `translate` trains) or both and the shifts of the flip
+    (`flip-shift`, 10 views)."""
     views = [images]
     if mode in ("flip", "flip-shift"):
         views.append(images.flip(-1))
     if mode in ("shift", "flip-shift"):
         for base in list(views):
             for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                views.append(_shifted(base, dy, dx))
+                offset = torch.full((len(base),), dy, device=base.device), torch.full((len(base),), dx,
+                                                                                     device=base.device)
+                views.append(translate(base, *offset))
     return views
-
-
-def _shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    out = torch.zeros_like(images)
-    h, w = images.shape[-2:]
-    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        images[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
 
 
 @torch.inference_mode()
@@ -352,6 +349,7 @@ def train_classifier(
     ema = WeightEMA(model, config.ema) if config.ema else None
     evaluated = ema.model if ema is not None else model  # what is validated, kept and tested
     epochs = config.epochs_for(len(images))
+    max_shift = round(config.translate * train.size)
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
     scaler = torch.amp.GradScaler("cuda", enabled=on_cuda)
 
@@ -395,7 +393,7 @@ def train_classifier(
                 group["lr"] = lr_at(config, step, steps_per_epoch, epochs)
             step += 1
             idx = order[start:start + config.batch_size]
-            xb = augment(images[idx], gen)
+            xb = augment(random_translate(images[idx], max_shift, gen), gen)
             yb = labels[idx]
             if world > 1:  # every rank augmented the same global batch; keep this rank's slice
                 xb, yb = xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
