@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from medaug.cli import main
+from sweep_helpers import tiny_data  # noqa: F401  (fixture: a learnable tiny breastmnist)
 from medaug.experiment import ExperimentSpec, fit_and_test, run
 from medaug.train import loop
 from medaug.train.loop import TrainConfig, WeightEMA, lr_at, make_criterion, predict, tta_views
@@ -279,3 +280,28 @@ def test_translate_field_changes_training_only_when_set(tiny_root: Path) -> None
     plain = fit_and_test(base, data.train, data.val, data.test, device="cpu").outcome.history
     moved = fit_and_test(base.replace(translate=0.1), data.train, data.val, data.test, device="cpu").outcome.history
     assert plain[0]["train_loss"] != moved[0]["train_loss"]
+
+
+def test_fast_recipe_under_torchrun_is_data_parallel(tiny_data: Path, tmp_path: Path) -> None:  # noqa: F811
+    """EMA and the recipe's translations under DDP: every rank draws the same global batch and
+    averages the same weights; the row matches one process within the DDP tolerances."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["train", "--dataset", "breastmnist", "--recipe", "fast", "--epochs", "3", "--min-steps", "0", "--lr", "0.02",
+            "--batch-size", "32", "--data-root", str(tiny_data), "--no-verify-md5", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "medaug.cli", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "medaug.cli", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr
+    ref = pd.read_parquet(tmp_path / "one" / "results").iloc[0]
+    got = pd.read_parquet(tmp_path / "two" / "results").iloc[0]
+    assert (ref.world_size, got.world_size, got.recipe, got.classifier) == (1, 2, "fast", "fastnet")
+    assert got.run_id == ref.run_id
+    for g, r in zip(got.history, ref.history, strict=True):  # BatchNorm sees each rank's half batch
+        assert abs(g["train_loss"] - r["train_loss"]) <= 0.1 * r["train_loss"] + 0.01, (g, r)

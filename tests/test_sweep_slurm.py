@@ -66,10 +66,10 @@ def _submit(tmp: Path, tiny: Path, resources: Resources, site_changes: dict | No
 def test_four_trial_study_runs_each_trial_as_a_slurm_job(tmp_path, slurm_cluster, tiny_data, ray_local):  # noqa: F811
     study = load_study(write(tmp_path / "four.yaml", """
 name: slurm-four
-base: {dataset: breastmnist, epochs: 2, batch_size: 16, lr: 0.1}
+base: {dataset: breastmnist, epochs: 2, batch_size: 16, lr: 0.1, min_steps: 0}
 grid:
   wrs: [false, true]
-  seed: [0, 1]
+  recipe: [seed000, fast]
 resources: {cpus: 1, time: 10, mem: 500M}
 """))
     first = max((int(j) for j in sacct_jobs()), default=0)
@@ -81,6 +81,9 @@ resources: {cpus: 1, time: 10, mem: 500M}
     assert (rows.executor == "slurm").all() and (rows.status == "finished").all()
     assert rows.slurm_job_id.nunique() == 4 and set(rows.slurm_state) == {"COMPLETED"}
     assert set(rows.slurm_nodes) <= {"n1", "n2"} and (rows.requeues == 0).all() and (rows.world_size == 1).all()
+    # the recipe travels in the job's spec and is expanded there: fast's network, base's explicit values
+    assert sorted(zip(rows.recipe, rows.classifier)) == [("fast", "fastnet")] * 2 + [("seed000", "cnn")] * 2
+    assert set(rows.epochs_trained) == {2} and set(rows.lr) == {0.1}
     jobs = wait_for(lambda: (j := sacct_jobs(first)) and all(j.get(i, ("", ""))[1] == "COMPLETED"
                                                               for i in rows.slurm_job_id) and j, 60, "sacct")
     for _, row in rows.iterrows():
