@@ -305,3 +305,35 @@ def test_fast_recipe_under_torchrun_is_data_parallel(tiny_data: Path, tmp_path: 
     assert got.run_id == ref.run_id
     for g, r in zip(got.history, ref.history, strict=True):  # BatchNorm sees each rank's half batch
         assert abs(g["train_loss"] - r["train_loss"]) <= 0.1 * r["train_loss"] + 0.01, (g, r)
+
+
+def test_every_recipe_composes_with_every_augmentation_wrs_synthetic_set_and_transfer(tiny_root: Path,
+                                                                                       tmp_path: Path) -> None:
+    """One short epoch of each recipe with each augmentation pipeline (and WRS, a synthetic
+    set, a torchvision transfer network): each trains, tests and records its recipe."""
+    from medaug.augment import AUGMENTATIONS
+    from medaug.data.medmnist import load_medmnist
+    from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
+    from medaug.generators import build_generator
+    from medaug.generators.strategies import Strategy
+    from medaug.generators.synthesize import synthesize
+
+    data = load_medmnist("pathmnist", root=tiny_root, verify=False)  # 3 channels: the hue op runs too
+    short = {"epochs": 1, "min_steps": 0, "batch_size": 32}
+    cases = [(recipe, augmentation) for recipe in ("seed000", "fast") for augmentation in AUGMENTATIONS.names()]
+    for recipe, augmentation in cases + [("medmnist-v2", "rot-shift-flip")]:  # (its ResNet-18 is slow on a CPU)
+        s = ExperimentSpec.from_dict({"dataset": "pathmnist", "recipe": recipe, "augmentation": augmentation,
+                                      "wrs": augmentation in ("none", "rot-shift-flip"), **short})
+        fit = fit_and_test(s, data.train, data.val, data.test, device="cpu")
+        assert len(fit.outcome.history) == 1 and 0 <= fit.test.acc <= 1, (recipe, augmentation)
+    gen = build_generator("class-mean-noise", 1, 28, 2, device="cpu")
+    breast = load_medmnist("breastmnist", root=tiny_root, verify=False)
+    made = synthesize(gen.fit(breast.train, tmp_path / "gen"), Strategy("per-class", classes=("malignant",),
+                                                                        count=12),
+                      seed=0, out=tmp_path / "syn.zarr", splits=breast, device="cpu")
+    row = run(spec(recipe="fast", synthetic=made.ref, tta="shift", **short), tmp_path / "out", data_root=tiny_root,
+              verify_md5=False)
+    assert (row["recipe"], row["n_synthetic"], row["tta"]) == ("fast", 12, "shift")
+    transfer = spec(recipe="fast", classifier="resnet18_tv", pretrained=False, **short)
+    row = run(transfer, tmp_path / "out", data_root=tiny_root, verify_md5=False)
+    assert (row["recipe"], row["classifier"], row["classifier_weights"]) == ("fast", "resnet18_tv", None)
