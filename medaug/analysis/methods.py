@@ -21,7 +21,7 @@ import re
 import pandas as pd
 
 # Spec fields that make up a context (everything in the spec but the method and the seed).
-SETTING_FIELDS = ("dataset", "size", "recipe", "classifier", "optimizer", "nesterov", "lr", "momentum",
+SETTING_FIELDS = ("dataset", "size", "recipe", "recipe_version", "classifier", "optimizer", "nesterov", "lr", "momentum",
                   "weight_decay", "schedule", "milestones", "warmup", "epochs", "min_steps", "batch_size",
                   "label_smoothing", "ema", "translate", "select_metric", "tta")
 
