@@ -286,10 +286,11 @@ class ExperimentSpec:
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentSpec))
 
-#: Fields added after run_ids were first published, with the value that means "not used":
-#: at that value they stay out of the canonical JSON, so older specs keep their run_ids.
-UNUSED_DEFAULTS: dict[str, Any] = {"recipe": "seed000", "nesterov": False, "label_smoothing": 0.0, "ema": 0.0,
-                                   "warmup": 0.0, "min_steps": 0, "translate": 0.0, "tta": "none"}
+#: Fields added after run_ids were first published. At their default ("not used") they stay
+#: out of the canonical JSON, so older specs keep their run_ids.
+LATER_FIELDS = ("recipe", "nesterov", "label_smoothing", "ema", "warmup", "min_steps", "translate", "tta")
+UNUSED_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ExperimentSpec)
+                                   if f.name in LATER_FIELDS}
 
 
 def _checked_data_options(dataset: str, options: Any) -> dict[str, Any]:

@@ -350,3 +350,20 @@ def test_fast_on_the_real_breastmnist_writes_its_fields_and_repeats(real_root: P
     assert row["epochs_trained"] == 6 and row["val_auc"] > 0.75, row["history"]  # a constant answer: AUC 0.5
     for key in ("test_acc", "test_auc", "val_acc", "best_epoch"):
         assert rows[0][key] == rows[1][key]
+
+
+def test_a_state_saved_before_recipes_still_resumes(tiny_root: Path) -> None:
+    """A seed-000 config names the same fields in its state identity as before the new ones
+    existed (an interrupted run resumes after the upgrade); a recipe's config names them."""
+    import json
+
+    from medaug.data.medmnist import load_medmnist
+    from medaug.train.loop import state_identity
+
+    data = load_medmnist("breastmnist", root=tiny_root, verify=False)
+    before = {"augmentation", "wrs", "optimizer", "lr", "momentum", "weight_decay", "schedule", "milestones",
+              "epochs", "batch_size", "seed", "select_metric", "freeze_epochs", "name"}
+    plain = json.loads(state_identity(spec().train_config(), data.train, data.val))["config"]
+    assert set(plain) == before
+    fast = json.loads(state_identity(spec(recipe="fast").train_config(), data.train, data.val))["config"]
+    assert {"ema", "label_smoothing", "translate", "nesterov", "warmup", "min_steps"} <= set(fast)

@@ -77,10 +77,9 @@ class TrainConfig:
         return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
 
 
-#: TrainConfig fields added after states were first saved, at their "not used" value: left out
-#: of a state's identity, so a run interrupted before they existed still resumes.
-_IDENTITY_DEFAULTS = {"nesterov": False, "label_smoothing": 0.0, "ema": 0.0, "warmup": 0.0, "min_steps": 0,
-                      "translate": 0.0, "tta": "none"}
+#: TrainConfig fields added after states were first saved: at their default ("not used") they
+#: are left out of a state's identity, so a run interrupted before they existed still resumes.
+_LATER_FIELDS = ("nesterov", "label_smoothing", "ema", "warmup", "min_steps", "translate", "tta")
 
 
 @dataclass
@@ -255,7 +254,9 @@ def _save_state(path: Path, payload: dict[str, Any]) -> None:
 def state_identity(config: TrainConfig, train: ImageSet, val: ImageSet) -> str:
     """What a saved state must have been trained with to be resumed: the whole config (its
     name is the run_id in `medaug.experiment.run`) and the content of train and val."""
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if _IDENTITY_DEFAULTS.get(k, ...) != v}
+    defaults = TrainConfig()
+    fields = {k: v for k, v in dataclasses.asdict(config).items()
+              if k not in _LATER_FIELDS or v != getattr(defaults, k)}
     return json.dumps({"config": fields, "train": train.content_hash, "val": val.content_hash},
                       sort_keys=True, default=list)
 
