@@ -25,6 +25,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, required=True, help="sampling seed (same seed, same images)")
     p.add_argument("--out", required=True, metavar="STORE.zarr", help="Zarr v3 directory store (created if missing)")
     p.add_argument("--group", default=None, help="group name (default: GENERATOR-DATASET-STRATEGY-sSEED-HASH)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="sampler steps of a generator that has one (edm: Heun steps, default the checkpoint's "
+                        "sample_steps, EDM's 18; fewer is faster); recorded in the set's provenance")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance scale of a generator that has one (edm: 1 = conditional, "
+                        "0 = unconditional, >1 stronger class signal; default the checkpoint's guidance)")
     add_checkpoint_data_options(p)
     p.set_defaults(handler=run_synthesize)
 
@@ -50,7 +56,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
                         classes=split_classes(args.classes, meta["class_names"]), count=args.count,
                         synthetic_per_real=args.synthetic_per_real)
     result = synthesize(args.checkpoint, strategy, args.seed, args.out, group=args.group, data_root=args.data_root,
-                        device=args.device, verify_md5=args.verify_md5)
+                        device=args.device, verify_md5=args.verify_md5,
+                        sampling={"steps": args.steps, "guidance": args.guidance})
     counts = ", ".join(f"{name}: {c}" for name, c in zip(meta["class_names"], result.counts) if c)
     print(f"wrote {result.n} images ({counts}) to {result.ref} (set_id {result.set_id})")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,15 +108,39 @@ def check_fits_in_memory(strategy: Strategy, n: int, pixels: int) -> None:
                           f"({memory / 2**30:.1f} GiB); ask for fewer")
 
 
+def check_sampling_options(generator: str, sampling: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The sampling options asked for (None values dropped), refused in one line when the
+    generator takes none of them (e.g. --steps for a GAN) or a value is out of range."""
+    from medaug.generators.base import GENERATORS
+
+    asked = {k: v for k, v in dict(sampling or {}).items() if v is not None}
+    if not asked:
+        return {}
+    cls = GENERATORS.get(generator)
+    takes = tuple(getattr(cls, "sampling_options", ()))
+    for key in asked:
+        if key not in takes:
+            which = [n for n in GENERATORS.names() if key in getattr(GENERATORS.get(n), "sampling_options", ())]
+            raise MedaugError(f"--{key.replace('_', '-')}: generator {generator!r} has no sampler that takes it "
+                              f"(only {', '.join(which) or 'none'})")
+    cls.check_sampling(**asked)
+    return asked
+
+
 def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str | Path, *, group: str | None = None,
                data_root: str | Path | None = None, splits: DatasetSplits | None = None,
-               device: str | None = "auto", verify_md5: bool = True) -> SynthesisResult:
+               device: str | None = "auto", verify_md5: bool = True,
+               sampling: Mapping[str, Any] | None = None) -> SynthesisResult:
     """Generate a set from `checkpoint` by `strategy` and write it to `out#group`.
 
     `splits` (the real data) defaults to loading the checkpoint's data set (name, size
-    and source options as recorded at fit time) from `data_root`. Raises MedaugError, with nothing written, for a corrupted
-    checkpoint, data that is not the generator's train split, a bad strategy, an
-    existing group, or a generator that cannot do what the strategy needs.
+    and source options as recorded at fit time) from `data_root`. `sampling` holds
+    options of a generator's sampler, e.g. {"steps": 8, "guidance": 1.5} for edm (only
+    generators that list them in `sampling_options` take them); a generator with a
+    sampler records how it sampled under the provenance's `sampling`. Raises
+    MedaugError, with nothing written, for a corrupted checkpoint, data that is not the
+    generator's train split, a bad strategy or sampling option, an existing group, or a
+    generator that cannot do what the strategy needs.
     """
     from medaug import __version__
     from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
@@ -126,6 +151,7 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
         raise MedaugError(f"--seed {seed!r}: expected an integer >= 0")
     ckpt = Path(checkpoint).expanduser()
     meta = read_checkpoint_meta(ckpt)
+    sampling = check_sampling_options(meta["name"], sampling)
     ckpt_hash = checkpoint_content_hash(ckpt)
     if splits is None:
         splits = splits_of_checkpoint(meta, data_root, verify_md5=verify_md5)
@@ -142,6 +168,8 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
     check_fits_in_memory(strategy, int(counts.sum()), int(meta["channels"]) * int(meta["size"]) ** 2)
 
     gen = load_generator(ckpt, device=device)
+    if sampling:
+        gen.set_sampling(**sampling)  # type: ignore[attr-defined]  (checked: the generator lists them)
     if strategy.reconstructs:
         if not getattr(gen, "can_reconstruct", False):
             raise MedaugError(f"strategy {strategy.name}: generator {gen.name!r} cannot reconstruct images "
@@ -181,6 +209,7 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
         "strategy_params": strategy.params(),
         "counts_per_class": counts.tolist(),
         "seed": seed,
+        **({"sampling": gen.sampling_provenance()} if hasattr(gen, "sampling_provenance") else {}),
         "medaug_version": __version__,
         "torch_version": torch.__version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
