@@ -356,3 +356,35 @@ def test_cli_steps_on_a_generator_without_sampler_is_one_line(tmp_path, data_roo
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert extra[0] in err and "class-mean-noise" in err and "edm" in err
         assert not store.exists()
+
+
+def test_a_study_fit_job_makes_an_edm_set(tmp_path, data_root):
+    """--make-synthetic's worker (sweep/synthetic_stage.run_fit_job) with a study's `generators: {edm: ...}`."""
+    from medaug.sweep.synthetic_stage import FitJob, SetToMake, run_fit_job
+
+    store = tmp_path / "synthetic" / "edm.zarr"
+    job = FitJob(dataset="breastmnist", size=28, data_options={}, generator="edm",
+                 config={"epochs": 1, "batch_size": 8, "model_channels": 8, "sample_steps": 3, "guidance": 2.0},
+                 fit_dir=str(tmp_path / "fit"), data_root=str(data_root), verify_md5=False, device="cpu",
+                 sets=(SetToMake(ref=f"{store}#g", store=str(store), group="g",
+                                 strategy={"name": "inverse-scarcity", "fraction": 0.25}),))
+    result = run_fit_job(job)
+    torch.set_num_threads(1)
+    assert result["ok"] and result["made"] == [f"{store}#g"]
+    sampling = read_synthetic_set(f"{store}#g").provenance["sampling"]
+    assert (sampling["sampler"], sampling["steps"], sampling["guidance"]) == ("edm-heun", 3, 2.0)
+
+
+def test_bf16_autocast_runs_the_unet_only():
+    """The CUDA path's autocast (here on CPU, where torch also has bf16): F in bf16, D in float32, close."""
+    gen = tiny()
+    randomise(gen)
+    net = gen.nets["net"].eval()
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        full = net(x, 0.7, y)
+        net.autocast_dtype = torch.bfloat16
+        half = net(x, 0.7, y)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    assert float((half - full).abs().max()) < 0.05
+    assert tiny().nets["net"].autocast_dtype is None  # CPU generators train in float32
