@@ -4,6 +4,7 @@ classifier-free guidance, seeding, resume, and its CLI (fit, synthesize --steps/
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -217,7 +218,7 @@ def test_heun_sampler_is_second_order():
     z = torch.randn(2000, 1, generator=torch.Generator().manual_seed(0))
     ref = heun_sample(ideal, z, steps=2000)
     errors = [float((heun_sample(ideal, z, steps=n) - ref).abs().max()) for n in (18, 36, 72)]
-    assert all(3.0 < a / b < 6.0 for a, b in zip(errors, errors[1:])), errors
+    assert all(3.0 < a / b < 6.0 for a, b in pairwise(errors)), errors
 
 
 def test_heun_sampler_with_the_ideal_denoiser_recovers_a_two_point_mixture():

@@ -30,7 +30,8 @@ TOL = 1e-4  # Adam's first steps move a weight by about lr = 1e-3; summation ord
 def _toy(n: int = 16) -> ImageSet:
     rng = np.random.default_rng(0)
     labels = (np.arange(n) % 2).astype(np.int64)
-    images = (np.where(labels[:, None, None, None] == 1, 190, 50) + rng.integers(0, 40, (n, 1, 28, 28))).astype(np.uint8)
+    images = np.where(labels[:, None, None, None] == 1, 190, 50) + rng.integers(0, 40, (n, 1, 28, 28))
+    images = images.astype(np.uint8)
     return ImageSet("toy", "train", images, labels, ("dark", "bright"), "binary-class")
 
 

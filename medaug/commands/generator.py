@@ -50,7 +50,8 @@ def _add_fit(group: argparse._SubParsersAction) -> None:
                    help="a registered data set: a MedMNIST 2D set (e.g. breastmnist), covid19-radiography, "
                         "covid19-radiography-4class, isic2019")
     p.add_argument("--generator", required=True,
-                   help="cvae, jvae, cgan, dcgan, cwgan-gp, vaegan, ... (see `medaug generator list`)")
+                   help="cvae, jvae, cgan, dcgan, cwgan-gp, vaegan, stylegan2ada, edm, ... "
+                        "(see `medaug generator list`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoint/, losses_*.csv, *.png)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the generator's)")
     p.add_argument("--seed", type=int, default=0, help="seed of initial weights and every random draw (default 0)")

@@ -9,7 +9,13 @@ sampler.py (Heun sampler, classifier-free guidance), generator.py (the medaug
 from medaug.generators.edm.config import EDMConfig
 from medaug.generators.edm.generator import EDM, check_sampling
 from medaug.generators.edm.networks import UNet
-from medaug.generators.edm.precond import Denoiser, coefficients, denoising_loss, loss_weight, sample_sigma
+from medaug.generators.edm.precond import (
+           Denoiser,
+           coefficients,
+           denoising_loss,
+           loss_weight,
+           sample_sigma,
+)
 from medaug.generators.edm.sampler import guided, heun_sample, sigma_steps
 
 __all__ = ["EDM", "Denoiser", "EDMConfig", "UNet", "check_sampling", "coefficients", "denoising_loss", "guided",

@@ -24,8 +24,12 @@ sigma_data 0.5, EMA half-life 500 kimg with a 5% ramp-up, 18 Heun steps, rho 7,
 sigma 0.002..80) except the net and the lr ramp-up, which are sized so that a 28 px
 model trains at a useful rate on 2 CPU cores (32 channels, channel multipliers
 1, 2, 2, one block per resolution, attention at 7 px; ramp-up over 2 kimg instead of
-10 Mimg). Larger images or a GPU want ``--set model_channels=128 --set
-num_blocks=2 --set attention_res=16`` or more.
+10 Mimg). Measured at 28 px, batch 64, one thread of this project's 2-core CPU
+while another job held the other: 1.1 M parameters, 0.31 GFLOP a net evaluation,
+training 56 img/s; sampling 5.4 img/s at 18 steps, 10 at 10 and 18 at 6 (guidance
+other than 0 or 1 halves these). ``--set width=0.5`` (0.28 M parameters): training
+131 img/s, sampling 14 / 27 / 43 img/s. Larger images or a GPU want ``--set
+model_channels=128 --set num_blocks=2 --set attention_res=16`` or more.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ class EDM(EpochGenerator):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One Adam step on the EDM loss of the batch, then the EMA update."""
         cfg = self.config
-        net, ema, opt = self.nets["net"], self.nets["ema"], self.optims["adam"]
+        net, opt = self.nets["net"], self.optims["adam"]
         world = ddp.rank_world()[1]
         batch = len(x) * world
         nimg = (self.global_step + 1) * batch

@@ -17,6 +17,7 @@ conditional model and w = 0 the unconditional one (each then evaluated alone).
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 
@@ -46,7 +47,7 @@ def heun_sample(denoise: DenoiseFn, latents: torch.Tensor, steps: int = 18, sigm
     """
     t = sigma_steps(steps, sigma_min, sigma_max, rho).tolist()
     x = latents.to(torch.float64) * t[0]
-    for t_cur, t_next in zip(t[:-1], t[1:]):
+    for t_cur, t_next in pairwise(t):
         d = (x - denoise(x.float(), t_cur).double()) / t_cur
         x_next = x + (t_next - t_cur) * d
         if t_next > 0:
