@@ -1,0 +1,102 @@
+"""Memorisation check (issue 12 item 2): planted copies flagged, fresh samples not, the
+train-to-train baseline without self-matches, the chunked search equal to brute force, and
+its use by `medaug synthesize --drop-near-copies` and `medaug generator eval`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medaug.generators import memorisation as mem
+
+
+def toy_train(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8), np.arange(n) % 2
+
+
+def noisy(images: np.ndarray, amount: int, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(-amount, amount + 1, images.shape)
+    return np.clip(images.astype(np.int64) + noise, 0, 255).astype(np.uint8)
+
+
+def test_flags_planted_copies_and_near_copies_not_fresh_samples():
+    train, labels = toy_train()
+    copies = train[:10]
+    near = noisy(train[10:20], 4, seed=1)
+    fresh = np.random.default_rng(2).integers(60, 200, (20, 1, 8, 8), dtype=np.uint8)  # another distribution
+    samples = np.concatenate([copies, near, fresh])
+    s_labels = np.concatenate([labels[:20], np.arange(20) % 2])
+    found, base = mem.check(samples, train, sample_labels=s_labels, train_labels=labels, k=10)
+    assert found.near_copy.tolist() == [True] * 20 + [False] * 20
+    assert found.index[:20].tolist() == list(range(20)) and (found.distance[:10] == 0).all()
+    assert (found.distance[10:20] > 0).all() and found.share == pytest.approx(0.5)
+    assert found.k_used == {"0": 10, "1": 10}
+    # baseline: every train image against the rest, itself excluded (else all would be copies at d = 0)
+    assert len(base.distance) == len(train) and (base.distance > 0).all() and base.share == 0.0
+    assert (base.index != np.arange(len(train))).all()
+    # without labels the search runs over the whole train split and finds the same copies
+    flat = mem.nearest_train(samples, train, k=10)
+    assert flat.k_used == {"all": 10} and flat.near_copy[:20].all() and not flat.near_copy[20:].any()
+
+
+def test_baseline_counts_a_duplicate_but_never_itself():
+    train, labels = toy_train(60)
+    train[7] = train[3]  # a genuine duplicate inside train (same class: 3 and 7 are both odd)
+    base = mem.nearest_train(train, train, sample_labels=labels, train_labels=labels, k=5,
+                             self_index=np.arange(60))
+    assert np.flatnonzero(base.near_copy).tolist() == [3, 7]
+    assert base.index[3] == 7 and base.index[7] == 3 and base.distance[3] == 0
+    assert base.k_used == {"0": 5, "1": 5}
+    # a class with a single train image: k = 0 after excluding itself, nothing to compare with
+    one = mem.nearest_train(train[:1], train[:1], sample_labels=labels[:1], train_labels=labels[:1],
+                            self_index=np.array([0]))
+    assert one.index[0] == -1 and not one.near_copy[0] and np.isnan(one.share)
+
+
+def brute(query: torch.Tensor, ref: torch.Tensor, k: int, exclude: np.ndarray | None = None):
+    d = torch.cdist(query.double(), ref.double())
+    if exclude is not None:
+        for i, e in enumerate(exclude):
+            if e >= 0:
+                d[i, e] = float("inf")
+    return torch.topk(d, k, dim=1, largest=False)
+
+
+@pytest.mark.parametrize("features", [False, True])
+def test_chunked_search_equals_brute_force(monkeypatch, features):
+    monkeypatch.setattr(mem, "QUERY_CHUNK", 7)
+    monkeypatch.setattr(mem, "TRAIN_CHUNK", 11)  # several blocks each way, a top-k merged across train blocks
+    rng = np.random.default_rng(5)
+    if features:
+        query, ref = rng.normal(size=(30, 16)), rng.normal(size=(45, 16))
+        q, r = torch.from_numpy(query), torch.from_numpy(ref)
+    else:
+        query = rng.integers(0, 256, (30, 1, 4, 4), dtype=np.uint8)
+        ref = rng.integers(0, 256, (45, 1, 4, 4), dtype=np.uint8)
+        q, r = (torch.from_numpy(a).flatten(1).double() / 127.5 - 1 for a in (query, ref))
+    exclude = np.where(np.arange(30) % 3 == 0, np.arange(30), -1)
+    for k in (1, 5, 45):
+        excl = exclude if k < 45 else None
+        d, i = mem.nearest_k(query, ref, k, exclude=excl)
+        want_d, want_i = brute(q, r, k, excl)
+        if k < 45:  # the whole ordering of 45 integer-pixel distances has ties; the first few do not
+            assert np.array_equal(i, want_i.numpy())
+        np.testing.assert_allclose(d, want_d.numpy(), rtol=1e-5, atol=1e-5)
+    # a reference smaller than k leaves inf / -1 in the slots it cannot fill
+    d, i = mem.nearest_k(query, ref[:3], 5)
+    assert (i[:, 3:] == -1).all() and np.isinf(d[:, 3:]).all() and (i[:, :3] >= 0).all()
+
+
+def test_summary_and_montage(tmp_path):
+    train, labels = toy_train(40)
+    samples = np.concatenate([train[:2], noisy(train[2:6], 60, seed=3)])
+    found, base = mem.check(samples, train, sample_labels=labels[:6], train_labels=labels, k=5)
+    s = mem.summary(found, base, labels[:6], 2)
+    assert s["near_copies"] == int(found.near_copy.sum()) and sum(s["near_copies_per_class"]) == s["near_copies"]
+    assert s["distance_quantiles"][0] == 0.0 and s["baseline_n"] == 40
+    path = mem.write_montage(samples, train, found, tmp_path / "m.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    js = mem.write_json(tmp_path / "m.json", {"summary": s, "pixel": mem.per_sample(found), "x": float("nan")})
+    assert js.read_text().count("null") >= 1 and "NaN" not in js.read_text()
