@@ -4,11 +4,20 @@ its use by `medaug synthesize --drop-near-copies` and `medaug generator eval`.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from conftest import make_medmnist_npz
+from medaug import cli
+from medaug.data.medmnist import load_medmnist
+from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
+from medaug.generators import evaluate
 from medaug.generators import memorisation as mem
+from medaug.generators.base import GENERATORS
+from medaug.store.generator_results import COLUMN_NAMES, read_eval_rows
 
 
 def toy_train(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -100,3 +109,43 @@ def test_summary_and_montage(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     js = mem.write_json(tmp_path / "m.json", {"summary": s, "pixel": mem.per_sample(found), "x": float("nan")})
     assert js.read_text().count("null") >= 1 and "NaN" not in js.read_text()
+
+
+# ------------------------------------------------------------------ generator eval, synthesize
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A tiny breastmnist-like set and a fitted class-mean-noise checkpoint (no copies by itself)."""
+    base = tmp_path_factory.mktemp("memo")
+    root = base / "data"
+    make_medmnist_npz(root / "breastmnist.npz", n=(40, 12, 12))
+    splits = load_medmnist("breastmnist", root=root, verify=False)
+    gen = GENERATORS.get("class-mean-noise")(1, 28, 2, device="cpu")
+    return root, splits, gen.fit(splits.train, base / "gen", plots=False)
+
+
+def test_generator_eval_reports_near_copies_and_writes_montage(tmp_path, fitted, monkeypatch, capsys):
+    root, splits, ckpt = fitted
+    options = evaluate.EvalOptions(n=12, classifier_epochs=1, kid_subsets=2, device="cpu")
+    clean = evaluate.evaluate_generator(ckpt, tmp_path, options, splits=splits)
+    assert clean["near_copy_share_pixel"] == 0.0 and clean["near_copy_share_feature"] < 0.5, clean
+    # plant copies: the "generator" returns the very train images whose labels it was asked for
+    monkeypatch.setattr(evaluate, "generate", lambda gen, labels, images, seed: (images.copy(), "sample"))
+    argv = ["generator", "eval", "--checkpoint", str(ckpt), "--n", "12", "--seed", "1", "--classifier-epochs", "1",
+            "--kid-subsets", "2", "--device", "cpu", "--data-root", str(root), "--no-verify-md5", "--out",
+            str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert "near-copies" in capsys.readouterr().out
+    rows = read_eval_rows(tmp_path).set_index("seed")
+    assert {"near_copy_share_pixel", "near_copy_baseline_feature", "nn_distance_pixel_quantiles"} <= set(COLUMN_NAMES)
+    copied = rows.loc[1]
+    assert copied["near_copy_share_pixel"] == 1.0 and copied["near_copy_share_feature"] == 1.0
+    assert copied["near_copy_baseline_pixel"] == rows.loc[0]["near_copy_baseline_pixel"] < 0.5
+    assert copied["near_copy_k"] == mem.NEAR_COPY_K
+    assert "within class" in copied["near_copy_rule"] and list(copied["nn_distance_pixel_quantiles"])[-1] == 0.0
+    json_path, png_path = evaluate.memorisation_paths(tmp_path, copied["eval_id"])
+    assert png_path.read_bytes()[:4] == b"\x89PNG"
+    detail = json.loads(json_path.read_text())
+    drawn = np.sort(np.random.default_rng(1).choice(len(splits.train), 12, replace=False))
+    assert detail["pixel"]["nn_index"] == drawn.tolist() and all(detail["pixel"]["near_copy"])
+    assert detail["pixel"]["nn_distance"] == [0.0] * 12 and detail["pixel"]["k_used"] == {"0": 20, "1": 20}

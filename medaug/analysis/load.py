@@ -50,7 +50,8 @@ REQUIRED_COLUMNS = ("run_id", "dataset", "status")  # after migration
 
 GENERATOR_EVAL_COLUMNS = (
     "generator", "dataset", "extractor", "fid", "fid_floor", "kid_mean", "kid_std", "precision", "recall",
-    "density", "coverage", "tstr_acc", "trtr_acc", "seed",
+    "density", "coverage", "tstr_acc", "trtr_acc", "seed", "near_copy_share_pixel", "near_copy_baseline_pixel",
+    "near_copy_share_feature", "near_copy_baseline_feature",
 )
 
 

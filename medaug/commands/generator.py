@@ -16,7 +16,9 @@ layer of a CNN trained on the real train split, cached in OUT/generator-eval/).
 Distributed: under `torchrun --nproc_per_node=N` (WORLD_SIZE > 1 in the environment)
 `fit` initialises the process group (NCCL on CUDA, else gloo) and trains data-parallel.
 
-`eval` writes OUT/generator-eval/<eval_id>.parquet (see medaug/generators/evaluate.py).
+`eval` writes OUT/generator-eval/<eval_id>.parquet, and the memorisation check's per-sample
+neighbours and closest-pairs montage as OUT/generator-eval/memorisation/<eval_id>.json|png
+(see medaug/generators/evaluate.py).
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def run_list(args: argparse.Namespace) -> int:
 def _configure_eval(p: argparse.ArgumentParser) -> None:
     """Add the `generator eval` options to `p` and set its handler."""
     p.description = ("FID/KID (with the real-vs-real floor), precision/recall, density/coverage, nearest-real "
-                     "RMSE/PSNR/SRE/SAM, classifier confidence and optionally TSTR vs TRTR of a generator "
+                     "RMSE/PSNR/SRE/SAM, near-copies of train images (memorisation check, with montage), classifier confidence and optionally TSTR vs TRTR of a generator "
                      "checkpoint; one Parquet row under OUT/generator-eval/.")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="generator checkpoint folder")
     p.add_argument("--n", type=int, default=2000,
@@ -212,7 +214,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from medaug.generators.evaluate import EvalOptions, evaluate_generator
+    from medaug.generators.evaluate import EvalOptions, evaluate_generator, memorisation_paths
     from medaug.store.generator_results import eval_path
 
     # before the reference classifier trains (minutes) only to find the folder read-only
@@ -236,6 +238,11 @@ def run_eval(args: argparse.Namespace) -> int:
           f"coverage {f(row['coverage'])}")
     print(f"  nearest real: RMSE {f(row['rmse'], 4)} PSNR {f(row['psnr'], 2)} dB SRE {f(row['sre'], 2)} dB "
           f"SAM {f(row['sam'], 2)} deg  mean confidence {f(row['mean_confidence'])}")
+    print(f"  near-copies (nearest < 1/3 x {row['near_copy_k']}-th nearest train image): pixel "
+          f"{f(row['near_copy_share_pixel'])} (train-to-train {f(row['near_copy_baseline_pixel'])}), feature "
+          f"{f(row['near_copy_share_feature'])} (train-to-train {f(row['near_copy_baseline_feature'])}); median "
+          f"nearest distance pixel {f(row['nn_distance_pixel_quantiles'][4], 2)}; closest pairs in "
+          f"{memorisation_paths(args.out, row['eval_id'])[1]}")
     print(f"  TSTR acc {f(row['tstr_acc'])} auc {f(row['tstr_auc'])} balanced acc {f(row['tstr_balanced_acc'])}   "
           f"TRTR acc {f(row['trtr_acc'])} auc {f(row['trtr_auc'])} balanced acc {f(row['trtr_balanced_acc'])}")
     print(f"wrote {eval_path(args.out, row['eval_id'])}")

@@ -18,7 +18,13 @@ generator saw), an evaluation:
    train features, RMSE/PSNR/SRE/SAM of each generated image against its nearest real
    train image (seed 003), the reference classifier's mean probability of the intended
    class on the generated images per class (seed 001 Table 2);
-4. with --tstr, trains the same classifier spec on |train| generated images (the train
+4. checks memorisation (`medaug.generators.memorisation`): each generated image's
+   nearest image in the whole train split, in pixel space and in the features of the
+   extractor above, the share of near-copies by Carlini et al. 2023's ratio test and its
+   train-to-train baseline (row columns), and beside the row in
+   OUT/generator-eval/memorisation/ the per-sample neighbours (<eval_id>.json) and a
+   montage of the closest pairs (<eval_id>.png, pixel space);
+5. with --tstr, trains the same classifier spec on |train| generated images (the train
    split's labels; best epoch chosen on the real val split, as for TRTR) and tests it on
    the real test split (TSTR, seed 002 Table 4). Balanced accuracy is reported beside
    ACC/AUC: on an imbalanced set (BreastMNIST: 73 % benign) a classifier that learned
@@ -46,6 +52,7 @@ from medaug.errors import MedaugError
 from medaug.store.generator_results import GENERATOR_EVAL_DIR, eval_path, write_eval_row
 
 REFERENCE_DIR = "reference"
+MEMORISATION_DIR = "memorisation"
 EXTRACTORS = ("classifier", "inception")
 
 
@@ -243,6 +250,7 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     density, coverage = gm.density_coverage(f_train, f_gen)
     pixels = gm.nearest_real_similarity(generated, train.images)
     per_class, mean_conf = class_confidence(reference.model, generated, labels, train.task, train.num_classes, device)
+    memo = memorisation_check(generated, labels, f_gen, train, extractor, out_dir, eid, options.seed)
 
     tstr_acc = tstr_auc = tstr_bacc = None
     if options.tstr:
@@ -269,6 +277,7 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
         "density": density,
         "coverage": coverage,
         **pixels,
+        **memo,
         "confidence_per_class": per_class,
         "mean_confidence": mean_conf,
         "tstr_acc": tstr_acc,
@@ -289,6 +298,42 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     }
     write_eval_row(row, out_dir)
     return row
+
+
+def memorisation_paths(out_dir: str | Path, eid: str) -> tuple[Path, Path]:
+    """Where an evaluation's per-sample neighbours (JSON) and closest-pairs montage (PNG) go."""
+    folder = Path(out_dir) / GENERATOR_EVAL_DIR / MEMORISATION_DIR
+    return folder / f"{eid}.json", folder / f"{eid}.png"
+
+
+def memorisation_check(generated: np.ndarray, labels: np.ndarray, f_gen: np.ndarray, train: ImageSet, extractor: Any,
+                       out_dir: Path, eid: str, seed: int) -> dict[str, Any]:
+    """Near-copies of train images among `generated`, in pixel space and in `extractor`'s features.
+
+    Neighbours come from the whole train split (within the sample's class; over all of
+    train for a multi-label task). Writes the per-sample JSON and the montage; returns the
+    row's memorisation columns.
+    """
+    from medaug.generators import memorisation as mem
+
+    s_lab, t_lab = (None, None) if train.multi_label else (labels, train.labels)
+    where = mem.within(s_lab, t_lab)
+    pixel, pixel_base = mem.check(generated, train.images, sample_labels=s_lab, train_labels=t_lab, seed=seed)
+    feature, feature_base = mem.check(f_gen, extractor(train.images), sample_labels=s_lab, train_labels=t_lab,
+                                      seed=seed)
+    json_path, png_path = memorisation_paths(out_dir, eid)
+    mem.write_json(json_path, {
+        "eval_id": eid, "rule": mem.describe(mem.NEAR_COPY_K, where), "k": mem.NEAR_COPY_K, "within": where,
+        "extractor": extractor.describe(), "labels": np.asarray(labels).tolist(),
+        "pixel": {**mem.summary(pixel, pixel_base, s_lab, train.num_classes), **mem.per_sample(pixel)},
+        "feature": {**mem.summary(feature, feature_base, s_lab, train.num_classes), **mem.per_sample(feature)},
+    })
+    mem.write_montage(generated, train.images, pixel, png_path,
+                      title=f"{eid}: closest pairs, sample | nearest train image (red: near-copy, pixel space)")
+    return {"near_copy_rule": mem.describe(mem.NEAR_COPY_K, where), "near_copy_k": mem.NEAR_COPY_K,
+            "near_copy_share_pixel": pixel.share, "near_copy_baseline_pixel": pixel_base.share,
+            "near_copy_share_feature": feature.share, "near_copy_baseline_feature": feature_base.share,
+            "nn_distance_pixel_quantiles": pixel.quantiles(), "nn_distance_feature_quantiles": feature.quantiles()}
 
 
 def train_on_synthetic(gen: Any, splits: DatasetSplits, options: EvalOptions, device: torch.device,

@@ -3,6 +3,13 @@
 Written by `medaug generator eval`; read by the analysis layer
 (`medaug.analysis.load_generator_eval`) or any Parquet reader. The schema is explicit
 so every file of the folder has the same columns and types.
+
+Schema versions:
+- 2 (current): the memorisation check (`medaug.generators.memorisation`): near-copy
+  share in pixel and feature space, its train-to-train baseline, rule, k and the
+  quantiles of the nearest-train distances; per-sample neighbours and the montage of
+  the closest pairs sit beside the row in `generator-eval/memorisation/<eval_id>.json|png`.
+- 1: before the memorisation check. `read_eval_rows` reads it with the new columns null.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import pyarrow.parquet as pq
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GENERATOR_EVAL_DIR = "generator-eval"
 
 # (name, type, doc)
@@ -53,6 +60,15 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("trtr_auc", pa.float64(), ""),
     ("tstr_balanced_acc", pa.float64(), "TSTR balanced accuracy (ACC alone rewards majority-class guessing)"),
     ("trtr_balanced_acc", pa.float64(), ""),
+    ("near_copy_rule", pa.string(), "the near-copy rule, with where neighbours were searched (class or all)"),
+    ("near_copy_k", pa.int32(), "k of the ratio test (lowered per class to the train images it has)"),
+    ("near_copy_share_pixel", pa.float64(), "share of generated images that are near-copies, pixel space [-1, 1]"),
+    ("near_copy_baseline_pixel", pa.float64(), "the same share for real train images against the rest of train"),
+    ("near_copy_share_feature", pa.float64(), "share of near-copies in the FID extractor's feature space"),
+    ("near_copy_baseline_feature", pa.float64(), "train-to-train baseline in feature space"),
+    ("nn_distance_pixel_quantiles", pa.list_(pa.float64()),
+     "quantiles 0, .01, .05, .25, .5 of each generated image's distance to its nearest train image (pixels)"),
+    ("nn_distance_feature_quantiles", pa.list_(pa.float64()), "the same in feature space"),
     ("classifier_spec", pa.string(), "JSON of the ExperimentSpec of the reference/TSTR classifiers"),
     ("generated_by", pa.string(), "sample | reconstruct (generators that only reconstruct, e.g. jvae)"),
     ("seed", pa.int64(), "sampling seed"),
