@@ -149,3 +149,78 @@ def test_generator_eval_reports_near_copies_and_writes_montage(tmp_path, fitted,
     drawn = np.sort(np.random.default_rng(1).choice(len(splits.train), 12, replace=False))
     assert detail["pixel"]["nn_index"] == drawn.tolist() and all(detail["pixel"]["near_copy"])
     assert detail["pixel"]["nn_distance"] == [0.0] * 12 and detail["pixel"]["k_used"] == {"0": 20, "1": 20}
+
+
+def plant_copies(monkeypatch, train: np.ndarray, train_labels: np.ndarray, every_seed: bool = False) -> None:
+    """Make the loaded generator's first draw (seed 3) hold copies: samples 0, 1 and 6 exact copies of
+    train images of their class, sample 7 one with slight noise. With `every_seed`, every draw copies."""
+    from medaug.generators import base
+
+    real_load = base.load_generator
+
+    def load(ckpt, device=None):
+        gen = real_load(ckpt, device=device)
+        sample = gen.sample
+
+        def planted(labels, seed):
+            out = sample(labels, seed)
+            if seed == 3 or every_seed:
+                for i in (range(len(labels)) if every_seed else (0, 1, 6, 7)):
+                    src = np.flatnonzero(train_labels == labels[i])[i % 5]
+                    out[i] = noisy(train[src:src + 1], 2, seed=i)[0] if i == 7 else train[src]
+            return out
+
+        gen.sample = planted
+        return gen
+
+    monkeypatch.setattr(base, "load_generator", load)
+
+
+def test_synthesize_drop_near_copies(tmp_path, fitted, monkeypatch, capsys):
+    from medaug.store.synthetic import list_groups, read_synthetic_set
+
+    root, splits, ckpt = fitted
+    train = splits.train
+    plant_copies(monkeypatch, train.images, train.labels)
+    base = ["synthesize", "--checkpoint", str(ckpt), "--strategy", "per-class", "--classes", "0,1", "--count", "6",
+            "--seed", "3", "--out", str(tmp_path / "s.zarr"), "--data-root", str(root), "--no-verify-md5",
+            "--device", "cpu"]
+    assert cli.main(base) == 0 and cli.main([*base, "--drop-near-copies"]) == 0
+    assert "dropped 4" in capsys.readouterr().out
+    groups = list_groups(tmp_path / "s.zarr")
+    assert len(groups) == 2
+    plain, kept = (read_synthetic_set(f"{tmp_path / 's.zarr'}#{g}") for g in sorted(groups, key=len))
+    assert kept.ref.endswith("-nocopies") and not plain.ref.endswith("-nocopies")
+    memo = plain.provenance["memorisation"]
+    assert memo["near_copies_per_class"] == [2, 2] and memo["near_copy_share"] == pytest.approx(4 / 12)
+    assert memo["k"] == mem.NEAR_COPY_K and memo["within"] == "class" and memo["baseline_share"] == 0.0
+    assert memo["dropped"] is False and "dropped_per_class" not in memo
+    record = kept.provenance["memorisation"]
+    assert record["dropped"] is True and record["dropped_per_class"] == [2, 2] and len(record["redraw_seeds"]) == 1
+    assert kept.labels.tolist() == [0] * 6 + [1] * 6 == plain.labels.tolist()
+    # exactly the planted samples were dropped: the others are kept in order, the gaps refilled by the extra draw
+    assert np.array_equal(kept.images[[0, 1, 2, 3]], plain.images[[2, 3, 4, 5]])
+    assert np.array_equal(kept.images[[6, 7, 8, 9]], plain.images[[8, 9, 10, 11]])
+    planted = plain.images[[0, 1, 6, 7]].reshape(4, -1)
+    assert not (kept.images.reshape(12, -1)[:, None, :] == planted[None]).all(-1).any()
+    again = mem.nearest_train(kept.images, train.images, sample_labels=kept.labels, train_labels=train.labels)
+    assert not again.near_copy.any()
+
+
+def test_synthesize_drop_near_copies_refusals(tmp_path, fitted, monkeypatch, capsys):
+    from medaug.store.synthetic import list_groups
+
+    root, splits, ckpt = fitted
+    plant_copies(monkeypatch, splits.train.images, splits.train.labels, every_seed=True)
+    out = tmp_path / "s.zarr"
+    base = ["synthesize", "--checkpoint", str(ckpt), "--strategy", "per-class", "--classes", "0,1", "--count", "6",
+            "--seed", "3", "--out", str(out), "--data-root", str(root), "--no-verify-md5", "--device", "cpu",
+            "--drop-near-copies"]
+    assert cli.main(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "after 8 extra draws" in err[0] and "nothing was written" in err[0]
+    from medaug.generators.synthesize import checkpoint_content_hash
+
+    unfiltered = f"class-mean-noise-breastmnist-per-class-s3-{checkpoint_content_hash(ckpt)[:8]}"
+    assert cli.main([*base, "--group", unfiltered]) == 2 and "-nocopies" in capsys.readouterr().err
+    assert not out.exists() or list_groups(out) == []

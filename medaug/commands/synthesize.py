@@ -31,6 +31,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance scale of a generator that has one (edm: 1 = conditional, "
                         "0 = unconditional, >1 stronger class signal; default the checkpoint's guidance)")
+    p.add_argument("--drop-near-copies", action="store_true",
+                   help="drop samples that are near-copies of a train image (nearest < 1/3 x 50th nearest in its "
+                        "class, pixel space) and draw more until each class is full (at most 8 extra draws, else "
+                        "exit 2); default group name ends in -nocopies. Without it the share is only recorded")
     add_checkpoint_data_options(p)
     p.set_defaults(handler=run_synthesize)
 
@@ -57,7 +61,13 @@ def run_synthesize(args: argparse.Namespace) -> int:
                         synthetic_per_real=args.synthetic_per_real)
     result = synthesize(args.checkpoint, strategy, args.seed, args.out, group=args.group, data_root=args.data_root,
                         device=args.device, verify_md5=args.verify_md5,
-                        sampling={"steps": args.steps, "guidance": args.guidance})
+                        sampling={"steps": args.steps, "guidance": args.guidance},
+                        drop_near_copies=args.drop_near_copies)
     counts = ", ".join(f"{name}: {c}" for name, c in zip(meta["class_names"], result.counts) if c)
     print(f"wrote {result.n} images ({counts}) to {result.ref} (set_id {result.set_id})")
+    memo = result.provenance["memorisation"]
+    dropped = f"; dropped {sum(memo['dropped_per_class'])} and drew more" if args.drop_near_copies else ""
+    share, base = (("n/a" if x is None else f"{x:.3f}") for x in (memo["near_copy_share"], memo["baseline_share"]))
+    print(f"near-copies of train images (pixel space): {share} of the samples drawn, "
+          f"train-to-train baseline {base}{dropped}")
     return 0
