@@ -17,6 +17,9 @@ from medaug.generators.base import GENERATORS
 from medaug.generators.evaluate import REFERENCE_DIR, EvalOptions, evaluate_generator
 from medaug.store.generator_results import COLUMN_NAMES, GENERATOR_EVAL_DIR, SCHEMA, read_eval_rows
 
+#: The fast recipe shortened to 30 steps for the tiny set (the default is the full recipe).
+SHORT = {"epochs": 6, "min_steps": 0, "batch_size": 8}
+SHORT_ARGV = ["--recipe-set", "epochs=6", "--recipe-set", "min_steps=0", "--recipe-set", "batch_size=8"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_eval_row_with_tstr(tmp_path, setup, monkeypatch, capsys):
     root, ckpt = setup
-    options = EvalOptions(n=12, tstr=True, classifier_epochs=2, kid_subsets=5, device="cpu")
+    options = EvalOptions(n=12, tstr=True, recipe_overrides=SHORT, kid_subsets=5, device="cpu")
     row = evaluate_generator(ckpt, tmp_path, options, data_root=root, verify_md5=False)
     files = list((tmp_path / GENERATOR_EVAL_DIR).glob("*.parquet"))
     assert [f.stem for f in files] == [row["eval_id"]]
@@ -40,7 +43,7 @@ def test_eval_row_with_tstr(tmp_path, setup, monkeypatch, capsys):
     got = read_eval_rows(tmp_path).iloc[0]
     assert tuple(got.index) == COLUMN_NAMES
     assert got["generator"] == "class-mean-noise" and got["dataset"] == "breastmnist" and got["n"] == 12
-    assert got["extractor"] == "classifier:cnn" and len(got["extractor_hash"]) == 16
+    assert got["extractor"] == "fast:fastnet" and len(got["extractor_hash"]) == 16 and got["recipe"] == "fast"
     assert got["fid"] >= 0 and got["fid_floor"] >= 0 and math.isfinite(got["kid_mean"])
     for k in ("precision", "recall", "coverage", "mean_confidence", "tstr_acc", "trtr_acc", "tstr_auc", "trtr_auc",
               "tstr_balanced_acc", "trtr_balanced_acc"):
@@ -51,7 +54,7 @@ def test_eval_row_with_tstr(tmp_path, setup, monkeypatch, capsys):
     assert len(list((tmp_path / GENERATOR_EVAL_DIR / REFERENCE_DIR).glob("*.pt"))) == 1
     argv = ["generator", "eval", "--checkpoint", str(ckpt), "--n", "12", "--seed", "1", "--classifier-epochs", "2",
             "--kid-subsets", "5", "--device", "cpu", "--data-root", str(root), "--no-verify-md5", "--out",
-            str(tmp_path)]
+            str(tmp_path), *SHORT_ARGV]
     assert cli.main(argv) == 0
     assert "FID" in capsys.readouterr().out
     rows = read_eval_rows(tmp_path).set_index("seed")

@@ -5,6 +5,7 @@
         --set kimg=500 --set fid_kimg=50 --data-option test_per_class=200 --out runs/sg
     medaug generator list
     medaug generator eval --checkpoint RUN/checkpoint --n 2000 --tstr --out OUT
+    medaug generator eval --checkpoint EDM/checkpoint --steps 8 --guidance 1.5 --tstr --out OUT
 
 `--dataset` is any source of `medaug.data.sources` at a `--size` that both the source
 provides and the generator accepts (checked first, see medaug/generators/data.py).
@@ -190,21 +191,37 @@ def run_list(args: argparse.Namespace) -> int:
 
 def _configure_eval(p: argparse.ArgumentParser) -> None:
     """Add the `generator eval` options to `p` and set its handler."""
-    p.description = ("FID/KID (with the real-vs-real floor), precision/recall, density/coverage, nearest-real "
-                     "RMSE/PSNR/SRE/SAM, near-copies of train images (memorisation check, with montage), classifier confidence and optionally TSTR vs TRTR of a generator "
-                     "checkpoint; one Parquet row under OUT/generator-eval/.")
+    p.description = ("FID/KID (with the real-vs-real floor, per class too), precision/recall, density/coverage, nearest-real "
+                     "RMSE/PSNR/SRE/SAM, near-copies of train images (memorisation check, with montage), "
+                     "classifier confidence and optionally TSTR vs TRTR (per-class recall) of a generator checkpoint, "
+                     "in the features of a fast-recipe classifier by default; one Parquet row under "
+                     "OUT/generator-eval/.")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="generator checkpoint folder")
     p.add_argument("--n", type=int, default=2000,
                    help="images per side for FID/KID/PR/DC (capped at |test|, which the floor needs; default 2000)")
-    p.add_argument("--extractor", choices=("classifier", "inception"), default="classifier",
-                   help="features: penultimate layer of a CNN trained on the real train split (default, no "
-                        "download) or Inception-v3 from --inception-weights")
+    p.add_argument("--extractor", choices=("fast", "classifier", "inception"), default="fast",
+                   help="features of FID/KID/PR/DC: penultimate layer of a classifier trained on the real train "
+                        "split with the fast recipe (default), of seed 000's CNN (classifier: --classifier for "
+                        "--classifier-epochs, the protocol before issue 12), or Inception-v3 from "
+                        "--inception-weights")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="local torchvision Inception-v3 state dict (.pth); required with --extractor inception")
     p.add_argument("--tstr", action="store_true", help="also train on synthetic only and test on real (TSTR)")
     p.add_argument("--seed", type=int, default=0, help="sampling and subset seed")
-    p.add_argument("--classifier", default="cnn", help="reference/TSTR classifier (default: seed 000's cnn)")
-    p.add_argument("--classifier-epochs", type=int, default=20, help="epochs of the reference and TSTR classifiers")
+    p.add_argument("--recipe", choices=("fast", "seed000"), default="fast",
+                   help="recipe of the reference classifier (TRTR, TSTR, confidence): fast (default) or seed000 "
+                        "(--classifier for --classifier-epochs)")
+    p.add_argument("--recipe-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the fast recipe, e.g. --recipe-set epochs=2 --recipe-set min_steps=50 "
+                        "(recorded in the row's specs)")
+    p.add_argument("--classifier", default="cnn",
+                   help="classifier of the seed000 recipe and the classifier extractor (default: seed 000's cnn)")
+    p.add_argument("--classifier-epochs", type=int, default=20,
+                   help="epochs of the seed000 recipe and the classifier extractor (default 20)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="sampler steps of a generator that has one (edm); refused for the others")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance scale of a generator that has one (edm); refused for the others")
     p.add_argument("--kid-subsets", type=int, default=100, help="random subsets averaged by KID")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rows go to DIR/generator-eval/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing row of the same evaluation")
@@ -220,10 +237,12 @@ def run_eval(args: argparse.Namespace) -> int:
     # before the reference classifier trains (minutes) only to find the folder read-only
     check_writable(eval_path(args.out, "eval-id"), what="--out")
 
+    sampling = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance)) if v is not None}
     options = EvalOptions(n=args.n, extractor=args.extractor, inception_weights=args.inception_weights,
-                          tstr=args.tstr, seed=args.seed, classifier=args.classifier,
+                          tstr=args.tstr, seed=args.seed, recipe=args.recipe,
+                          recipe_overrides=parse_sets(args.recipe_set), classifier=args.classifier,
                           classifier_epochs=args.classifier_epochs, kid_subsets=args.kid_subsets,
-                          device=args.device, overwrite=args.overwrite)
+                          sampling=sampling, device=args.device, overwrite=args.overwrite)
     row = evaluate_generator(args.checkpoint, args.out, options, data_root=args.data_root,
                              verify_md5=args.verify_md5, quiet=args.quiet)
 
@@ -243,7 +262,17 @@ def run_eval(args: argparse.Namespace) -> int:
           f"{f(row['near_copy_share_feature'])} (train-to-train {f(row['near_copy_baseline_feature'])}); median "
           f"nearest distance pixel {f(row['nn_distance_pixel_quantiles'][4], 2)}; closest pairs in "
           f"{memorisation_paths(args.out, row['eval_id'])[1]}")
+    names = row["class_names"]
+    print("  per-class FID (floor): " + ", ".join(
+        f"{c} {f(v, 2)} ({f(w, 2)})" for c, v, w in zip(names, row["fid_per_class"], row["fid_floor_per_class"])))
     print(f"  TSTR acc {f(row['tstr_acc'])} auc {f(row['tstr_auc'])} balanced acc {f(row['tstr_balanced_acc'])}   "
-          f"TRTR acc {f(row['trtr_acc'])} auc {f(row['trtr_auc'])} balanced acc {f(row['trtr_balanced_acc'])}")
+          f"TRTR acc {f(row['trtr_acc'])} auc {f(row['trtr_auc'])} balanced acc {f(row['trtr_balanced_acc'])}   "
+          f"(recipe {row['recipe']})")
+    if row["tstr_recall_per_class"] is not None:
+        print("  per-class recall TSTR (TRTR): " + ", ".join(
+            f"{c} {f(t)} ({f(r)})" for c, t, r in zip(names, row["tstr_recall_per_class"],
+                                                      row["trtr_recall_per_class"] or [None] * len(names))))
+    if row["sampling"]:
+        print(f"  sampler {row['sampling']}")
     print(f"wrote {eval_path(args.out, row['eval_id'])}")
     return 0

@@ -3,32 +3,55 @@
 For a checkpoint and its real data set (whose train split must be the one the
 generator saw), an evaluation:
 
-1. trains - or reuses from OUT/generator-eval/reference/ - a reference classifier on
-   the real train split with `medaug.experiment.fit_and_test` (a fixed spec: seed 000's
-   CNN protocol by default). Its test metrics are TRTR; its penultimate layer is the
-   default feature extractor; its softmax gives the confidence metric. Caching it by
-   (data, spec) makes FIDs of different generators on one data set comparable: they
-   share the extractor (its digest is in every row);
+1. trains - or reuses from OUT/generator-eval/reference/ - the classifiers it needs on
+   the real train split with `medaug.experiment.fit_and_test`, cached by (train, val and
+   test content hashes, spec), so a study evaluating many generators on one set trains
+   each once and their FIDs share one extractor (its digest and checkpoint hash are in
+   every row):
+   - the *reference* classifier, trained with `--recipe` (default `fast`, medaug's
+     strongest cheap recipe; `seed000` is seed 000's CNN protocol, `--classifier` for
+     `--classifier-epochs`). Its test metrics are TRTR; its softmax gives the
+     confidence metric; the same recipe trained on generated images gives TSTR;
+   - the *extractor* classifier whose penultimate layer holds the features of
+     FID/KID/PR/DC (`--extractor`): `fast` (default) is a classifier trained with the
+     `fast` recipe (fastnet's max-pooled 64-d features before its head); `classifier`
+     is the protocol before issue 12, the 128-d penultimate layer of seed 000's CNN
+     trained `--classifier-epochs` epochs (its numbers are unchanged); `inception` is
+     Inception-v3 from local weights. Why `fast` by default: the 20-epoch CNN's
+     features scored near-floor FIDs for BreastMNIST generators whose samples carried
+     no label information (TSTR balanced ACC 0.50); a stronger classifier's features
+     separate the classes, so a distance in them tracks what a classifier can use.
+     `--recipe-set KEY=VALUE` overrides fields of the `fast` recipe (e.g. a shortened
+     run in tests); the overrides are in the recorded specs;
 2. draws n real train images, n real test images and n generated images with the
    labels of those train images (n = min(--n, |test|, |train|): the floor needs as many
    test images as generated ones). A generator that cannot sample but can
-   reconstruct (jvae) is judged on reconstructions of those train images;
+   reconstruct (jvae) is judged on reconstructions of those train images. `--steps`
+   and `--guidance` set the sampler of a generator that has one (edm), refused for the
+   others as `medaug synthesize` refuses them; the sampler is recorded in the row;
 3. computes FID/KID of generated vs train and the floor (test vs train) with the same
    extractor and n, precision/recall (k=3) and density/coverage (k=5) of generated vs
    train features, RMSE/PSNR/SRE/SAM of each generated image against its nearest real
    train image (seed 003), the reference classifier's mean probability of the intended
    class on the generated images per class (seed 001 Table 2);
+   *per-class FID*: for each class k, the generated images asked for class k against
+   the drawn real train images of class k (and the per-class floor: real test of class
+   k against the same), in the same features. A generator that drops a class (its
+   class-k samples look like another class) shows a large FID for k; a class with
+   fewer than 2 images on either side gets NaN. For a multi-label task class k means
+   label k present;
 4. checks memorisation (`medaug.generators.memorisation`): each generated image's
    nearest image in the whole train split, in pixel space and in the features of the
    extractor above, the share of near-copies by Carlini et al. 2023's ratio test and its
    train-to-train baseline (row columns), and beside the row in
    OUT/generator-eval/memorisation/ the per-sample neighbours (<eval_id>.json) and a
    montage of the closest pairs (<eval_id>.png, pixel space);
-5. with --tstr, trains the same classifier spec on |train| generated images (the train
+5. with --tstr, trains the reference recipe on |train| generated images (the train
    split's labels; best epoch chosen on the real val split, as for TRTR) and tests it on
-   the real test split (TSTR, seed 002 Table 4). Balanced accuracy is reported beside
-   ACC/AUC: on an imbalanced set (BreastMNIST: 73 % benign) a classifier that learned
-   nothing but the majority class scores a high ACC.
+   the real test split (TSTR, seed 002 Table 4): ACC, balanced ACC, AUC and the recall of
+   each class (0 for a class the generator dropped) beside the same numbers of TRTR.
+   Balanced accuracy matters: on an imbalanced set (BreastMNIST: 73 % benign) a
+   classifier that learned nothing but the majority class scores a high ACC.
 
 The classifier training comes from the experiment layer (imported lazily: this module
 sits below it in the design's layering and is called only from the CLI).
@@ -39,7 +62,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,29 +77,50 @@ from medaug.store.generator_results import GENERATOR_EVAL_DIR, eval_path, write_
 
 REFERENCE_DIR = "reference"
 MEMORISATION_DIR = "memorisation"
-EXTRACTORS = ("classifier", "inception")
+#: fast: penultimate layer of a `fast`-recipe classifier (default); classifier: seed 000's
+#: CNN (the protocol before issue 12); inception: Inception-v3 from local weights.
+EXTRACTORS = ("fast", "classifier", "inception")
+#: Recipes of the reference (TRTR, TSTR, confidence) classifier.
+EVAL_RECIPES = ("fast", "seed000")
+DEFAULT_EXTRACTOR = "fast"
+DEFAULT_RECIPE = "fast"
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """What `medaug generator eval` takes besides the checkpoint and the output folder."""
+    """What `medaug generator eval` takes besides the checkpoint and the output folder.
+
+    `recipe_overrides` replace fields of the `fast` recipe (tests shorten it); `sampling`
+    holds a sampler's options (edm: steps, guidance). `classifier` and
+    `classifier_epochs` define the `seed000` recipe and the `classifier` extractor.
+    """
 
     n: int = 2000
-    extractor: str = "classifier"
+    extractor: str = DEFAULT_EXTRACTOR
     inception_weights: str | None = None
     tstr: bool = False
     seed: int = 0
+    recipe: str = DEFAULT_RECIPE
+    recipe_overrides: Mapping[str, Any] = field(default_factory=dict)
     classifier: str = "cnn"
     classifier_epochs: int = 20
     kid_subsets: int = 100
+    sampling: Mapping[str, Any] = field(default_factory=dict)
     device: str | None = "auto"
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        from medaug.train.recipes import RECIPE_FIELDS
+
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 10:
             raise MedaugError(f"--n {self.n!r}: expected an integer >= 10")
         if self.extractor not in EXTRACTORS:
             raise MedaugError(f"--extractor {self.extractor!r}: expected one of {EXTRACTORS}")
+        if self.recipe not in EVAL_RECIPES:
+            raise MedaugError(f"--recipe {self.recipe!r}: expected one of {EVAL_RECIPES}")
+        stray = sorted(set(self.recipe_overrides) - RECIPE_FIELDS)
+        if stray:
+            raise MedaugError(f"--recipe-set {stray}: not fields of a recipe; expected some of {sorted(RECIPE_FIELDS)}")
         if self.extractor == "inception" and not self.inception_weights:
             raise MedaugError("--extractor inception needs --inception-weights PATH (a local torchvision "
                               "Inception-v3 state dict; nothing is downloaded)")
@@ -91,54 +136,77 @@ class EvalOptions:
 
 @dataclass
 class Reference:
-    """The reference classifier trained on real data, with its TRTR test metrics."""
+    """A classifier trained on the real train split, with its TRTR test metrics and cache file."""
 
     model: torch.nn.Module
     spec_json: str
     trtr_acc: float
     trtr_auc: float
     trtr_balanced_acc: float
+    trtr_recall: list[float] | None = None
+    checkpoint_hash: str = ""
 
 
 def classifier_spec(train: ImageSet, options: EvalOptions):
-    """The ExperimentSpec of the reference and TSTR classifiers (seed 000's protocol, no augmentation)."""
+    """Seed 000's protocol (no augmentation): the `seed000` recipe and the `classifier` extractor."""
     from medaug.experiment import ExperimentSpec
 
     return ExperimentSpec(dataset=train.name, size=train.size, classifier=options.classifier,
                           epochs=options.classifier_epochs, seed=0)
 
 
-def reference_classifier(splits: DatasetSplits, options: EvalOptions, out_dir: Path, device: torch.device,
+def recipe_spec(train: ImageSet, recipe: str, options: EvalOptions):
+    """The ExperimentSpec of a classifier trained with `recipe` (`fast` with `options.recipe_overrides`)."""
+    from medaug.experiment import ExperimentSpec
+
+    if recipe == "seed000":
+        return classifier_spec(train, options)
+    return ExperimentSpec.from_dict({"dataset": train.name, "size": train.size, "recipe": recipe, "seed": 0,
+                                     **dict(options.recipe_overrides)}, where="--recipe-set")
+
+
+def extractor_spec(train: ImageSet, options: EvalOptions):
+    """The spec of the classifier whose penultimate layer is the extractor (None: Inception)."""
+    if options.extractor == "inception":
+        return None
+    return classifier_spec(train, options) if options.extractor == "classifier" else recipe_spec(train, "fast", options)
+
+
+def reference_classifier(splits: DatasetSplits, spec: Any, out_dir: Path, device: torch.device,
                          quiet: bool = True) -> Reference:
-    """Train the reference classifier on the real train split, or load it from the cache."""
+    """Train `spec`'s classifier on the real train split, or load it from the cache."""
     import hashlib
 
     from medaug.classifiers import build_classifier
     from medaug.experiment import fit_and_test
+    from medaug.hashing import file_digest
     from medaug.store.atomic import atomic_write
 
     train = splits.train
-    spec = classifier_spec(train, options)
     key = hashlib.sha256(f"{train.content_hash}|{splits.val.content_hash}|{splits.test.content_hash}|"
                          f"{spec.canonical_json()}".encode()).hexdigest()[:16]
-    path = out_dir / GENERATOR_EVAL_DIR / REFERENCE_DIR / f"{train.name}-{train.size}-{options.classifier}-{key}.pt"
+    path = out_dir / GENERATOR_EVAL_DIR / REFERENCE_DIR / f"{train.name}-{train.size}-{spec.classifier}-{key}.pt"
     model = build_classifier(spec.classifier, train.channels, train.num_classes, train.size)
     if path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(saved["state"])
+            recall = saved.get("trtr_recall")  # caches written before per-class recall lack it
             return Reference(model.to(device).eval(), saved["spec_json"], float(saved["trtr_acc"]),
-                             float(saved["trtr_auc"]), float(saved["trtr_balanced_acc"]))
+                             float(saved["trtr_auc"]), float(saved["trtr_balanced_acc"]),
+                             [float(r) for r in recall] if recall is not None else None, file_digest(path)[:16])
         except Exception:  # a stale or damaged cache is retrained, never trusted
             pass
     fit = fit_and_test(spec, train, splits.val, splits.test, device=device, quiet=quiet)
     state = {k: v.detach().cpu().clone() for k, v in fit.model.state_dict().items()}
+    recall = [float(r) for r in fit.test.recall]
     payload = {"state": state, "spec_json": spec.canonical_json(), "trtr_acc": float(fit.test.acc),
-               "trtr_auc": float(fit.test.auc), "trtr_balanced_acc": float(fit.test.balanced_acc)}
+               "trtr_auc": float(fit.test.auc), "trtr_balanced_acc": float(fit.test.balanced_acc),
+               "trtr_recall": recall}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     model.load_state_dict(state)
     return Reference(model.to(device).eval(), spec.canonical_json(), float(fit.test.acc), float(fit.test.auc),
-                     float(fit.test.balanced_acc))
+                     float(fit.test.balanced_acc), recall, file_digest(path)[:16])
 
 
 def class_confidence(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, task: str, num_classes: int,
@@ -163,34 +231,66 @@ def generate(gen: Any, labels: np.ndarray, images_for_reconstruction: np.ndarray
     raise MedaugError(f"generator {gen.name!r} can neither sample nor reconstruct images")
 
 
-def make_extractor(options: EvalOptions, reference: Reference, device: torch.device):
+def make_extractor(options: EvalOptions, reference: Reference | None, device: torch.device):
+    """The feature extractor `options.extractor` names (`reference`: its classifier; None for Inception)."""
     from medaug.metrics.features import ClassifierFeatures, InceptionFeatures
 
     if options.extractor == "inception":
         return InceptionFeatures(options.inception_weights, device=device)  # type: ignore[arg-type]
-    return ClassifierFeatures(reference.model, name=f"classifier:{options.classifier}", device=device)
+    assert reference is not None
+    return ClassifierFeatures(reference.model, name=extractor_label(options), device=device)
+
+
+def extractor_label(options: EvalOptions) -> str:
+    """The row's `extractor`: fast:fastnet, classifier:<name> (seed 000's protocol) or inception-v3."""
+    return {"fast": "fast:fastnet", "classifier": f"classifier:{options.classifier}"}.get(options.extractor,
+                                                                                       "inception-v3")
 
 
 def default_fid_extractor(splits: DatasetSplits, out_dir: str | Path, device: torch.device | str | None = "auto",
                           *, classifier: str = "cnn", epochs: int = 20, quiet: bool = True):
-    """The default, no-download FID extractor for `splits`: the penultimate layer of the
-    reference classifier trained on the real train split (cached in
-    OUT/generator-eval/reference/, shared with `generator eval --out OUT`, so FIDs logged
-    during training and those of a later evaluation use the same features).
+    """The no-download FID extractor of a generator's periodic FID during training: the
+    penultimate layer of seed 000's classifier trained on the real train split (the
+    `classifier` extractor of `generator eval`, cached in OUT/generator-eval/reference/ and
+    shared with `generator eval --extractor classifier --out OUT`).
 
     StyleGAN2-ADA's periodic FID (`medaug generator fit --set fid_kimg=K`) uses it.
     """
     from medaug.generators.base import resolve_device
 
-    options = EvalOptions(classifier=classifier, classifier_epochs=epochs)
+    options = EvalOptions(extractor="classifier", classifier=classifier, classifier_epochs=epochs)
     dev = resolve_device(device)
-    reference = reference_classifier(splits, options, Path(out_dir), dev, quiet=quiet)
+    reference = reference_classifier(splits, classifier_spec(splits.train, options), Path(out_dir), dev, quiet=quiet)
     return make_extractor(options, reference, dev)
 
 
 def eval_id(generator: str, dataset: str, size: int, ckpt_hash: str, extractor: str, n: int, seed: int,
-            tstr: bool) -> str:
-    return f"{generator}-{dataset}-{size}-{ckpt_hash[:8]}-{extractor}-n{n}-s{seed}{'-tstr' if tstr else ''}"
+            tstr: bool, recipe: str = DEFAULT_RECIPE, sampling: Mapping[str, Any] | None = None) -> str:
+    """The evaluation's file name; the recipe and sampler options appear when not the defaults."""
+    extra = "" if recipe == DEFAULT_RECIPE else f"-{recipe}"
+    extra += "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}" for k, v in sorted((sampling or {}).items()))
+    return (f"{generator}-{dataset}-{size}-{ckpt_hash[:8]}-{extractor}-n{n}-s{seed}{'-tstr' if tstr else ''}"
+            f"{extra}")
+
+
+def class_members(labels: np.ndarray, num_classes: int, multi_label: bool) -> list[np.ndarray]:
+    """Indices of each class's images (multi-label: images with label k present)."""
+    labels = np.asarray(labels)
+    if multi_label:
+        return [np.flatnonzero(labels[:, k] > 0) for k in range(num_classes)]
+    flat = labels.reshape(len(labels), -1)[:, 0] if labels.ndim > 1 else labels
+    return [np.flatnonzero(flat == k) for k in range(num_classes)]
+
+
+def per_class_fid(f_real: np.ndarray, real_labels: np.ndarray, f_other: np.ndarray, other_labels: np.ndarray,
+                  num_classes: int, multi_label: bool) -> list[float]:
+    """FID of each class's `f_other` features against the same class's `f_real` (NaN: < 2 images a side)."""
+    from medaug.metrics.generative import frechet_distance
+
+    real = class_members(real_labels, num_classes, multi_label)
+    other = class_members(other_labels, num_classes, multi_label)
+    return [frechet_distance(f_real[r], f_other[o]) if len(r) >= 2 and len(o) >= 2 else math.nan
+            for r, o in zip(real, other)]
 
 
 def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: EvalOptions, *,
@@ -202,15 +302,24 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
 
     from medaug import __version__
     from medaug.generators import baseline  # noqa: F401  (registers class-mean-noise)
-    from medaug.generators.base import load_generator, read_checkpoint_meta, resolve_device
+    from medaug.generators.base import (
+        load_generator,
+        read_checkpoint_meta,
+        resolve_device,
+    )
     from medaug.generators.data import splits_of_checkpoint
-    from medaug.generators.synthesize import check_train_matches, checkpoint_content_hash
+    from medaug.generators.synthesize import (
+        check_sampling_options,
+        check_train_matches,
+        checkpoint_content_hash,
+    )
     from medaug.metrics import generative as gm
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     ckpt = Path(checkpoint).expanduser()
     meta = read_checkpoint_meta(ckpt)
+    sampling = check_sampling_options(meta["name"], options.sampling)  # --steps for a GAN: refused now
     ckpt_hash = checkpoint_content_hash(ckpt)
     if options.extractor == "inception":
         from medaug.metrics.features import load_inception
@@ -223,15 +332,23 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     n = min(options.n, len(train), len(test))
     if n < 10:
         raise MedaugError(f"{train.name}: too few images for an evaluation (n = {n}; need >= 10 per side)")
-    extractor_label = f"classifier:{options.classifier}" if options.extractor == "classifier" else "inception-v3"
-    eid = eval_id(meta["name"], train.name, train.size, ckpt_hash, options.extractor, n, options.seed, options.tstr)
+    ref_spec = recipe_spec(train, options.recipe, options)  # bad --recipe-set values refused before training
+    feat_spec = extractor_spec(train, options)
+    eid = eval_id(meta["name"], train.name, train.size, ckpt_hash, options.extractor, n, options.seed, options.tstr,
+                  options.recipe, sampling)
     if not options.overwrite and eval_path(out_dir, eid).exists():
         raise MedaugError(f"{eval_path(out_dir, eid)}: this evaluation exists; pass --overwrite to redo it")
     device = resolve_device(options.device)
     gen = load_generator(ckpt, device=device)
+    if sampling:
+        gen.set_sampling(**sampling)  # type: ignore[attr-defined]  (checked: the generator lists them)
 
-    reference = reference_classifier(splits, options, out_dir, device, quiet=quiet)
-    extractor = make_extractor(options, reference, device)
+    reference = reference_classifier(splits, ref_spec, out_dir, device, quiet=quiet)
+    feat_ref = None
+    if feat_spec is not None:  # the same spec is the same cache file: trained once
+        feat_ref = (reference if feat_spec.canonical_json() == ref_spec.canonical_json()
+                    else reference_classifier(splits, feat_spec, out_dir, device, quiet=quiet))
+    extractor = make_extractor(options, feat_ref, device)
 
     rng = np.random.default_rng(options.seed)
     train_idx = np.sort(rng.choice(len(train), n, replace=False))
@@ -244,6 +361,9 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     f_gen = extractor(generated)
     fid = gm.frechet_distance(f_train, f_gen)
     fid_floor = gm.frechet_distance(f_train, f_test)
+    fid_per_class = per_class_fid(f_train, labels, f_gen, labels, train.num_classes, train.multi_label)
+    fid_floor_per_class = per_class_fid(f_train, labels, f_test, test.labels[test_idx], train.num_classes,
+                                        train.multi_label)
     kid_mean, kid_std = gm.kernel_distance(f_train, f_gen, subsets=options.kid_subsets, seed=options.seed)
     kid_floor, _ = gm.kernel_distance(f_train, f_test, subsets=options.kid_subsets, seed=options.seed)
     precision, recall = gm.precision_recall(f_train, f_gen)
@@ -252,9 +372,9 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     per_class, mean_conf = class_confidence(reference.model, generated, labels, train.task, train.num_classes, device)
     memo = memorisation_check(generated, labels, f_gen, train, extractor, out_dir, eid, options.seed)
 
-    tstr_acc = tstr_auc = tstr_bacc = None
+    tstr = None
     if options.tstr:
-        tstr_acc, tstr_auc, tstr_bacc = train_on_synthetic(gen, splits, options, device, quiet)
+        tstr = train_on_synthetic(gen, splits, ref_spec, options.seed, device, quiet)
 
     row: dict[str, Any] = {
         "eval_id": eid,
@@ -264,11 +384,16 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
         "checkpoint": str(ckpt.resolve()),
         "checkpoint_hash": ckpt_hash,
         "train_hash": train.content_hash,
-        "extractor": extractor_label,
+        "extractor": extractor_label(options),
         "extractor_hash": extractor.digest,
+        "extractor_checkpoint_hash": feat_ref.checkpoint_hash if feat_ref is not None else None,
+        "extractor_spec": feat_ref.spec_json if feat_ref is not None else None,
+        "class_names": [str(c) for c in train.class_names],
         "n": n,
         "fid": fid,
         "fid_floor": fid_floor,
+        "fid_per_class": fid_per_class,
+        "fid_floor_per_class": fid_floor_per_class,
         "kid_mean": kid_mean,
         "kid_std": kid_std,
         "kid_floor_mean": kid_floor,
@@ -280,13 +405,18 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
         **memo,
         "confidence_per_class": per_class,
         "mean_confidence": mean_conf,
-        "tstr_acc": tstr_acc,
-        "tstr_auc": tstr_auc,
+        "tstr_acc": float(tstr.acc) if tstr else None,
+        "tstr_auc": float(tstr.auc) if tstr else None,
         "trtr_acc": reference.trtr_acc,
         "trtr_auc": reference.trtr_auc,
-        "tstr_balanced_acc": tstr_bacc,
+        "tstr_balanced_acc": float(tstr.balanced_acc) if tstr else None,
         "trtr_balanced_acc": reference.trtr_balanced_acc,
+        "tstr_recall_per_class": [float(r) for r in tstr.recall] if tstr else None,
+        "trtr_recall_per_class": reference.trtr_recall,
+        "recipe": ref_spec.recipe,
         "classifier_spec": reference.spec_json,
+        "sampling": json.dumps(gen.sampling_provenance(), sort_keys=True)
+        if hasattr(gen, "sampling_provenance") else None,
         "generated_by": mode,
         "seed": options.seed,
         "versions": json.dumps({"medaug": __version__, "torch": torch.__version__,
@@ -336,17 +466,15 @@ def memorisation_check(generated: np.ndarray, labels: np.ndarray, f_gen: np.ndar
             "nn_distance_pixel_quantiles": pixel.quantiles(), "nn_distance_feature_quantiles": feature.quantiles()}
 
 
-def train_on_synthetic(gen: Any, splits: DatasetSplits, options: EvalOptions, device: torch.device,
-                       quiet: bool = True) -> tuple[float, float, float]:
-    """TSTR: the reference spec trained on |train| generated images (train labels), tested on real test.
-
-    Returns test (ACC, AUC, balanced ACC).
-    """
+def train_on_synthetic(gen: Any, splits: DatasetSplits, spec: Any, seed: int, device: torch.device,
+                       quiet: bool = True):
+    """TSTR: `spec` (the reference recipe) trained on |train| generated images (train labels),
+    tested on real test. Returns the test `ClassificationMetrics` (ACC, AUC, balanced ACC,
+    per-class recall, ...)."""
     from medaug.experiment import fit_and_test
 
     train = splits.train
-    images, _ = generate(gen, train.labels, train.images, options.seed)
+    images, _ = generate(gen, train.labels, train.images, seed)
     synthetic = ImageSet(name=train.name, split="train", images=images, labels=train.labels.copy(),
                          class_names=train.class_names, task=train.task)
-    fit = fit_and_test(classifier_spec(train, options), synthetic, splits.val, splits.test, device=device, quiet=quiet)
-    return float(fit.test.acc), float(fit.test.auc), float(fit.test.balanced_acc)
+    return fit_and_test(spec, synthetic, splits.val, splits.test, device=device, quiet=quiet).test

@@ -5,11 +5,17 @@ Written by `medaug generator eval`; read by the analysis layer
 so every file of the folder has the same columns and types.
 
 Schema versions:
-- 2 (current): the memorisation check (`medaug.generators.memorisation`): near-copy
+- 3 (current): the discriminating protocol of issue 12: the extractor's classifier spec
+  and cache-file hash, class names, per-class FID and its floor, per-class TSTR/TRTR
+  recall, the reference recipe (`fast` by default) and the sampler's options.
+- 2: the memorisation check (`medaug.generators.memorisation`): near-copy
   share in pixel and feature space, its train-to-train baseline, rule, k and the
   quantiles of the nearest-train distances; per-sample neighbours and the montage of
   the closest pairs sit beside the row in `generator-eval/memorisation/<eval_id>.json|png`.
-- 1: before the memorisation check. `read_eval_rows` reads it with the new columns null.
+- 1: before the memorisation check.
+`read_eval_rows` reads versions 1 and 2 with the later columns null, except `recipe`:
+every row before version 3 trained its classifiers by seed 000's protocol, so it reads
+`seed000`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import pyarrow.parquet as pq
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 GENERATOR_EVAL_DIR = "generator-eval"
 
 # (name, type, doc)
@@ -36,11 +42,18 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("checkpoint", pa.string(), "checkpoint folder evaluated"),
     ("checkpoint_hash", pa.string(), "sha256 (16 hex) of generator.json, which names the sha256 of state.pt"),
     ("train_hash", pa.string(), "content hash of the train split the generator was trained on"),
-    ("extractor", pa.string(), "feature extractor: classifier:<name> or inception-v3"),
+    ("extractor", pa.string(), ("feature extractor: fast:fastnet (default), classifier:<name> (seed 000's "
+                                "protocol) or inception-v3")),
     ("extractor_hash", pa.string(), "digest of the extractor's weights"),
+    ("extractor_checkpoint_hash", pa.string(), "sha256 (16 hex) of the extractor classifier's cached checkpoint"),
+    ("extractor_spec", pa.string(), "JSON of the ExperimentSpec of the extractor classifier (null: Inception)"),
+    ("class_names", pa.list_(pa.string()), "class names, in the order of the per-class lists"),
     ("n", pa.int64(), "images per side in FID/KID/PR/DC (generated, real train, real test)"),
     ("fid", pa.float64(), "FID generated vs real train"),
     ("fid_floor", pa.float64(), "FID real test vs real train (same extractor, same n)"),
+    ("fid_per_class", pa.list_(pa.float64()),
+     "per class k: FID of the samples asked for k vs the real train images of k (NaN: < 2 a side)"),
+    ("fid_floor_per_class", pa.list_(pa.float64()), "per class: FID real test vs real train of that class"),
     ("kid_mean", pa.float64(), ""),
     ("kid_std", pa.float64(), ""),
     ("kid_floor_mean", pa.float64(), "KID real test vs real train"),
@@ -69,7 +82,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("nn_distance_pixel_quantiles", pa.list_(pa.float64()),
      "quantiles 0, .01, .05, .25, .5 of each generated image's distance to its nearest train image (pixels)"),
     ("nn_distance_feature_quantiles", pa.list_(pa.float64()), "the same in feature space"),
+    ("tstr_recall_per_class", pa.list_(pa.float64()), "TSTR recall of each class (0: the generator dropped it)"),
+    ("trtr_recall_per_class", pa.list_(pa.float64()), "TRTR recall of each class"),
+    ("recipe", pa.string(), "recipe of the reference (TRTR, TSTR, confidence) classifier: fast or seed000"),
     ("classifier_spec", pa.string(), "JSON of the ExperimentSpec of the reference/TSTR classifiers"),
+    ("sampling", pa.string(), "JSON: the sampler's options and provenance (edm), null for other generators"),
     ("generated_by", pa.string(), "sample | reconstruct (generators that only reconstruct, e.g. jvae)"),
     ("seed", pa.int64(), "sampling seed"),
     ("versions", pa.string(), "JSON: medaug, torch, torchmetrics, zarr versions"),
@@ -111,4 +128,11 @@ def read_eval_rows(folder: str | Path):
     files = [folder] if folder.is_file() else sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
         raise MedaugError(f"{folder}: no generator-eval files (*.parquet) found")
-    return pd.concat([pq.read_table(f, schema=SCHEMA).to_pandas() for f in files], ignore_index=True)
+    return pd.concat([migrate(pq.read_table(f, schema=SCHEMA).to_pandas()) for f in files], ignore_index=True)
+
+
+def migrate(df):
+    """Rows of versions 1 and 2 read under today's schema: their classifiers were seed 000's protocol."""
+    old = df["schema_version"].fillna(0) < 3
+    df.loc[old & df["recipe"].isna(), "recipe"] = "seed000"
+    return df
