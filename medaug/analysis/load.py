@@ -51,8 +51,12 @@ REQUIRED_COLUMNS = ("run_id", "dataset", "status")  # after migration
 GENERATOR_EVAL_COLUMNS = (
     "generator", "dataset", "extractor", "fid", "fid_floor", "kid_mean", "kid_std", "precision", "recall",
     "density", "coverage", "tstr_acc", "trtr_acc", "seed", "near_copy_share_pixel", "near_copy_baseline_pixel",
-    "near_copy_share_feature", "near_copy_baseline_feature",
+    "near_copy_share_feature", "near_copy_baseline_feature", "tstr_balanced_acc", "trtr_balanced_acc", "tstr_auc",
+    "trtr_auc", "recipe", "class_names", "fid_per_class", "tstr_recall_per_class",
 )
+#: Columns of `GENERATOR_EVAL_COLUMNS` that are not numbers (text, or per-class lists).
+GENERATOR_EVAL_OTHER = ("generator", "dataset", "extractor", "recipe", "class_names", "fid_per_class",
+                        "tstr_recall_per_class")
 
 
 def _v0_to_v1(table: pa.Table) -> pa.Table:
@@ -345,7 +349,10 @@ def load_generator_eval(paths: Sequence[str | Path] | str | Path) -> pd.DataFram
     for col in GENERATOR_EVAL_COLUMNS:
         if col not in df.columns:
             df[col] = None
-    numeric = [c for c in GENERATOR_EVAL_COLUMNS if c not in ("generator", "dataset", "extractor")]
+    numeric = [c for c in GENERATOR_EVAL_COLUMNS if c not in GENERATOR_EVAL_OTHER]
     for col in numeric:
         df[col] = pd.to_numeric(df[col], errors="coerce")
+    if "schema_version" in df.columns:  # rows before generator-eval schema 3 trained seed 000's protocol
+        old = pd.to_numeric(df["schema_version"], errors="coerce").fillna(0) < 3
+        df.loc[old & df["recipe"].isna(), "recipe"] = "seed000"
     return df

@@ -29,6 +29,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from medaug.analysis.stats import RankCorrelation, rank_correlation
 from medaug.analysis.methods import BASELINE_LABEL, GENERATOR_NAMES
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write
@@ -363,12 +364,14 @@ def montage_figure(store: str | Path, group: str = "", per_class: int = 8, seed:
     return fig
 
 
-def fidelity_utility_figure(gen_eval: pd.DataFrame | None, utility: pd.DataFrame | None) -> Figure | None:
-    """Fidelity (FID, precision/recall) beside utility (downstream ACC gain, TSTR ACC), one point per
-    (dataset, generator). `utility` has columns dataset, generator, gain_pp, verdict.
+FIDELITY_LABELS = {"gain_pp": "downstream ACC gain (pp)", "tstr_ratio": "TSTR ACC / TRTR ACC", "tstr_acc": "TSTR ACC"}
+#: Bootstrap of the fidelity-utility rank correlation (fixed seed: a report is reproducible).
+RANK_BOOT, RANK_SEED = 10_000, 0
 
-    Low FID need not mean useful augmentation: the panels put the two side by side.
-    """
+
+def fidelity_utility_points(gen_eval: pd.DataFrame | None, utility: pd.DataFrame | None) -> pd.DataFrame | None:
+    """One row per (dataset, generator): mean fidelity columns, `fid_above_floor`, `tstr_ratio`
+    and the utility columns (gain_pp, verdict) merged in; None without evaluations."""
     if gen_eval is None or gen_eval.empty:
         return None
     ev = gen_eval.copy()
@@ -380,19 +383,57 @@ def fidelity_utility_figure(gen_eval: pd.DataFrame | None, utility: pd.DataFrame
     else:
         agg["gain_pp"] = np.nan
         agg["verdict"] = None
-    fid_x = "fid"
     if "fid_floor" in agg and agg["fid_floor"].notna().any():
         agg["fid_above_floor"] = agg["fid"] - agg["fid_floor"]
-        fid_x = "fid_above_floor"
     if "tstr_acc" in agg and "trtr_acc" in agg:
         agg["tstr_ratio"] = agg["tstr_acc"] / agg["trtr_acc"]
-    panels = []
+    return agg
+
+
+def _fidelity_panels(agg: pd.DataFrame) -> tuple[str, list[str]]:
+    """The FID column plotted and the utility columns it is plotted against."""
+    fid_x = "fid_above_floor" if "fid_above_floor" in agg else "fid"
+    ys = []
     if agg[fid_x].notna().any() and agg["gain_pp"].notna().any():
-        panels.append((fid_x, "gain_pp", "downstream ACC gain (pp)"))
+        ys.append("gain_pp")
     if agg[fid_x].notna().any() and "tstr_ratio" in agg and agg["tstr_ratio"].notna().any():
-        panels.append((fid_x, "tstr_ratio", "TSTR ACC / TRTR ACC"))
+        ys.append("tstr_ratio")
     elif agg[fid_x].notna().any() and agg["tstr_acc"].notna().any():
-        panels.append((fid_x, "tstr_acc", "TSTR ACC"))
+        ys.append("tstr_acc")
+    return fid_x, ys
+
+
+def fidelity_utility_correlations(gen_eval: pd.DataFrame | None,
+                                  utility: pd.DataFrame | None) -> dict[str, RankCorrelation]:
+    """Spearman's rho (bootstrap CI) between the plotted FID and each plotted utility, across
+    (dataset, generator) points; {utility column: `stats.RankCorrelation`}."""
+    agg = fidelity_utility_points(gen_eval, utility)
+    if agg is None:
+        return {}
+    fid_x, ys = _fidelity_panels(agg)
+    return {y: rank_correlation(agg[fid_x], agg[y], n_boot=RANK_BOOT, seed=RANK_SEED) for y in ys}
+
+
+def fidelity_utility_text(gen_eval: pd.DataFrame | None, utility: pd.DataFrame | None) -> str:
+    """The correlations as one sentence for the report text ('' without evaluations)."""
+    corr = fidelity_utility_correlations(gen_eval, utility)
+    return " ".join(f"FID vs {FIDELITY_LABELS[y]}: {c.text}." for y, c in corr.items())
+
+
+def fidelity_utility_figure(gen_eval: pd.DataFrame | None, utility: pd.DataFrame | None) -> Figure | None:
+    """Fidelity (FID, precision/recall) beside utility (downstream ACC gain, TSTR ACC), one point per
+    (dataset, generator). `utility` has columns dataset, generator, gain_pp, verdict.
+
+    Low FID need not mean useful augmentation: the panels put the two side by side, and each
+    FID panel states Spearman's rank correlation with its bootstrap CI (or that there are
+    too few points for one), so a reader sees whether fidelity predicts utility.
+    """
+    agg = fidelity_utility_points(gen_eval, utility)
+    if agg is None:
+        return None
+    fid_x, ys = _fidelity_panels(agg)
+    corr = fidelity_utility_correlations(gen_eval, utility)
+    panels = [(fid_x, y, FIDELITY_LABELS[y]) for y in ys]
     if agg["precision"].notna().any() and agg["recall"].notna().any():
         panels.append(("precision", "recall", "recall"))
     if not panels:
@@ -409,6 +450,9 @@ def fidelity_utility_figure(gen_eval: pd.DataFrame | None, utility: pd.DataFrame
                             fontsize=6, xytext=(3, 3), textcoords="offset points")
             if y == "gain_pp":
                 ax.axhline(0, color="black", lw=0.5)
+            if y in corr:
+                ax.text(0.02, 0.98, corr[y].short, transform=ax.transAxes, va="top", fontsize=6,
+                        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
             ax.set_xlabel({"fid_above_floor": "FID - real-vs-real floor", "fid": "FID"}.get(x, x))
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)

@@ -165,9 +165,11 @@ def _figures(res: Results, grid: Grid, opts: StatsOptions, generator_runs: Seque
     add(plots.gain_heatmap_figure(acc_gains), "gain_heatmap",
         "Mean test-ACC gain over the no-GDA/WRS baseline per dataset and method, paired over matched seeds; "
         "↑/↓: significant after Holm over the whole heatmap.")
-    add(plots.fidelity_utility_figure(res.generator_eval, _utility(grid, acc_gains)), "fidelity_utility",
+    utility = _utility(grid, acc_gains)
+    add(plots.fidelity_utility_figure(res.generator_eval, utility), "fidelity_utility",
         "Generator fidelity (FID above the real-vs-real floor, precision/recall) beside utility (downstream ACC "
-        "gain, TSTR/TRTR): low FID need not mean useful augmentation.")
+        "gain, TSTR/TRTR): low FID need not mean useful augmentation. Rank correlation across (dataset, "
+        "generator) points: " + (plots.fidelity_utility_text(res.generator_eval, utility) or "none."))
     if res.generator_eval is None:
         messages.append("no generator-evaluation rows (OUT/generator-eval/*.parquet): fidelity-vs-utility figure "
                         "skipped")

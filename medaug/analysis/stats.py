@@ -206,3 +206,79 @@ def decide(comparisons: Sequence[Comparison], alpha: float = 0.05) -> list[Compa
         if i not in testable:
             out[i] = replace(c, p_holm=None, verdict="untestable")
     return out
+
+
+MIN_RANK_POINTS = 3
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho of two paired samples with a percentile-bootstrap CI (resampling pairs).
+
+    `rho`, `lo` and `hi` are NaN when there are fewer than `MIN_RANK_POINTS` points or one
+    side is constant; `text` then says why instead of giving a number.
+    """
+
+    n: int
+    rho: float
+    lo: float
+    hi: float
+    n_boot: int
+    seed: int
+    confidence: float
+
+    @property
+    def short(self) -> str:
+        """Two lines for a figure panel."""
+        if self.n < MIN_RANK_POINTS:
+            return f"n = {self.n}: too few points\nfor a rank correlation"
+        if math.isnan(self.rho):
+            return f"Spearman ρ undefined\n(n = {self.n}, a constant variable)"
+        return f"Spearman ρ = {self.rho:+.2f}\n{self.confidence * 100:g}% CI [{self.lo:+.2f}, {self.hi:+.2f}], n = {self.n}"
+
+    @property
+    def text(self) -> str:
+        """One sentence for the report text."""
+        if self.n < MIN_RANK_POINTS:
+            return f"Spearman rho: {self.n} point(s), too few for a rank correlation (need >= {MIN_RANK_POINTS})"
+        if math.isnan(self.rho):
+            return f"Spearman rho: undefined (n = {self.n}, one variable is constant)"
+        return (f"Spearman rho = {self.rho:+.2f}, {self.confidence * 100:g}% CI [{self.lo:+.2f}, {self.hi:+.2f}] "
+                f"(n = {self.n}; percentile bootstrap, {self.n_boot} resamples, seed {self.seed})")
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of (B, n) arrays: Pearson's r of average ranks (ties share one)."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x, axis=-1), rankdata(y, axis=-1)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float], *, n_boot: int = 10_000, seed: int = 0,
+                     confidence: float = 0.95) -> RankCorrelation:
+    """Spearman's rho of the finite (x, y) pairs and its percentile-bootstrap CI.
+
+    The bootstrap resamples the pairs with replacement (fixed RNG seed: the same points give
+    the same interval); resamples in which a side is constant have no rho and are left out.
+    """
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya = xa[keep], ya[keep]
+    n = len(xa)
+    nan = math.nan
+    if n < MIN_RANK_POINTS:
+        return RankCorrelation(n, nan, nan, nan, n_boot, seed, confidence)
+    rho = float(_spearman_rows(xa[None, :], ya[None, :])[0])
+    if math.isnan(rho):
+        return RankCorrelation(n, nan, nan, nan, n_boot, seed, confidence)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    boot = _spearman_rows(xa[idx], ya[idx])
+    boot = boot[np.isfinite(boot)]
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(boot, [tail, 100 - tail]) if len(boot) else (nan, nan)
+    return RankCorrelation(n, rho, float(lo), float(hi), n_boot, seed, confidence)
