@@ -126,14 +126,18 @@ def fitted(tmp_path_factory):
 
 def test_generator_eval_reports_near_copies_and_writes_montage(tmp_path, fitted, monkeypatch, capsys):
     root, splits, ckpt = fitted
-    options = evaluate.EvalOptions(n=12, classifier_epochs=1, kid_subsets=2, device="cpu")
+    # seed 000's CNN features: the fast recipe's features separate this toy set's two classes so
+    # well that each class collapses to a point, where the feature-space ratio test flags every
+    # sample (an open question for issue 12's benchmark: see its note); pixel space is unaffected
+    options = evaluate.EvalOptions(n=12, classifier_epochs=1, kid_subsets=2, device="cpu", extractor="classifier",
+                                   recipe="seed000")
     clean = evaluate.evaluate_generator(ckpt, tmp_path, options, splits=splits)
     assert clean["near_copy_share_pixel"] == 0.0 and clean["near_copy_share_feature"] < 0.5, clean
     # plant copies: the "generator" returns the very train images whose labels it was asked for
     monkeypatch.setattr(evaluate, "generate", lambda gen, labels, images, seed: (images.copy(), "sample"))
     argv = ["generator", "eval", "--checkpoint", str(ckpt), "--n", "12", "--seed", "1", "--classifier-epochs", "1",
             "--kid-subsets", "2", "--device", "cpu", "--data-root", str(root), "--no-verify-md5", "--out",
-            str(tmp_path)]
+            str(tmp_path), "--extractor", "classifier", "--recipe", "seed000"]
     assert cli.main(argv) == 0
     assert "near-copies" in capsys.readouterr().out
     rows = read_eval_rows(tmp_path).set_index("seed")
