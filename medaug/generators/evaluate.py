@@ -41,7 +41,8 @@ generator saw), an evaluation:
    fewer than 2 images on either side gets NaN. For a multi-label task class k means
    label k present;
 4. checks memorisation (`medaug.generators.memorisation`): each generated image's
-   nearest image in the whole train split, in pixel space and in the features of the
+   nearest train image (within its class for single-label sets, else in the whole
+   train split), in pixel space and in the features of the
    extractor above, the share of near-copies by Carlini et al. 2023's ratio test and its
    train-to-train baseline (row columns), and beside the row in
    OUT/generator-eval/memorisation/ the per-sample neighbours (<eval_id>.json) and a
