@@ -1,4 +1,4 @@
-"""Analyse the quickstart study (BreastMNIST, baseline CNN, {none, WRS} x {none, geometric}, 3 seeds).
+"""Analyse the quickstart study (BreastMNIST, baseline CNN, {none, WRS} x {none, geometric}, 5 seeds).
 
     medaug quickstart                       # runs it (see README)
     python analysis/quickstart.py RESULTS [--report DIR]

@@ -22,7 +22,7 @@ from medaug.errors import MedaugError
 #: Every subcommand, in --help order, with its one-line summary; its code is medaug/commands/<name>.py.
 COMMANDS: dict[str, str] = {
     "train": "train and test one classifier; writes one Parquet result row",
-    "quickstart": "seed 000 Table 2 on BreastMNIST: {none, WRS} x {none, geometric} x 3 seeds",
+    "quickstart": "seed 000 Table 2 on BreastMNIST: {none, WRS} x {none, geometric} x 5 seeds",
     "data": "data sets: inspect (info, montage, distribution), prepare (covid-prepare)",
     "generator": "train generative augmenters (VAEs, GANs, StyleGAN2-ADA) and evaluate them",
     "synthesize": "generate a synthetic set from a generator checkpoint into a Zarr store",

@@ -91,8 +91,8 @@ def test_quickstart_table_has_four_configurations(tiny_root: Path, tmp_path: Pat
     out = capsys.readouterr().out
     for name in ("no geometric / WRS", "WRS only", "geometric only", "WRS + geometric"):
         assert name in out
-    assert len(pd.read_parquet(tmp_path / "results")) == 12
-    assert "Ray experiment:" in out and "12 finished, 0 failed" in out
+    assert len(pd.read_parquet(tmp_path / "results")) == 20
+    assert "Ray experiment:" in out and "20 finished, 0 failed" in out
     # a second call reuses the finished rows instead of failing or recomputing
     assert main(["quickstart", "--epochs", "1", "--out", str(tmp_path), "--data-root", str(tiny_root),
                  "--no-verify-md5", "--quiet"]) == 0

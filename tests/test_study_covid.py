@@ -1,4 +1,4 @@
-"""Seed 003's study end to end: sweeps/fedoruk2022-covid.yaml validates and lists its 24
+"""Seed 003's study end to end: sweeps/fedoruk2022-covid.yaml validates and lists its 30
 trials; data options (the held-out test set) enter the spec, the run id and the row;
 per-class synthetic requests resolve to the set `medaug synthesize` writes; and a tiny
 copy of the study (same YAML, tiny numbers) runs through the sweep on the local executor."""
@@ -26,18 +26,18 @@ SEED003_OPTIONS = {"split_seed": 0, "test_per_class": 200, "val_fraction": 0.1}
 
 # ----------------------------------------------------------------------------- the shipped study
 
-def test_shipped_study_expands_to_seed_003s_24_trials(tmp_path, monkeypatch):
+def test_shipped_study_expands_to_seed_003s_30_trials(tmp_path, monkeypatch):
     tmp_path = tmp_path.resolve()
     monkeypatch.chdir(tmp_path)  # `synthetic/` is relative to the working directory: absent here
     s = load_study(STUDY)
-    assert s.name == "fedoruk2022-covid" and len(s.cells) == 24 and s.trials_per_cell == 1
+    assert s.name == "fedoruk2022-covid" and len(s.cells) == 30 and s.trials_per_cell == 1
     specs = s.specs()
     assert {(sp.dataset, sp.size, sp.epochs, sp.batch_size, sp.select_metric, sp.optimizer) for sp in specs} == {
         ("covid19-radiography", 256, 6, 32, "acc", "adam")}
     assert all(sp.data_options == SEED003_OPTIONS for sp in specs)
     arms = {(dict(c.labels)["augment"], c.spec["classifier"], c.spec["seed"]) for c in s.cells}
     assert arms == {(a, k, seed) for a in ("none", "classic", "stylegan2ada")
-                    for k in ("inception_v3", "efficientnet_b0") for seed in range(4)}
+                    for k in ("inception_v3", "efficientnet_b0") for seed in range(5)}
     by_arm = {a: [c for c in s.cells if dict(c.labels)["augment"] == a] for a in ("none", "classic", "stylegan2ada")}
     assert {c.spec["augmentation"] for c in by_arm["classic"]} == {"classic-xray"}
     assert {c.spec["augmentation"] for c in by_arm["none"] + by_arm["stylegan2ada"]} == {"none"}
@@ -45,7 +45,7 @@ def test_shipped_study_expands_to_seed_003s_24_trials(tmp_path, monkeypatch):
     expected = f"{tmp_path}/synthetic/covid19-radiography_256/stylegan2ada.zarr#per-class-COVID-2000"
     assert {c.synthetic for c in by_arm["stylegan2ada"]} == {expected}
     assert {c.generator for c in by_arm["stylegan2ada"]} == {"stylegan2ada"}
-    assert len({sp.run_id for sp in specs}) == 24
+    assert len({sp.run_id for sp in specs}) == 30
     assert [c.index for c in s.waiting_cells()] == [c.index for c in by_arm["stylegan2ada"]]
 
 
@@ -65,21 +65,21 @@ def test_shipped_study_dry_run_lists_the_trials_and_the_set_to_make(tmp_path, mo
     buf = io.StringIO()
     print_dry_run(s, "local", None, tmp_path / "out", buf, data_root=data)
     text = buf.getvalue()
-    assert "24 cells x 1 trial(s) per cell; 16 trials runnable, 8 cells wait for synthetic sets" in text, text
+    assert "30 cells x 1 trial(s) per cell; 20 trials runnable, 10 cells wait for synthetic sets" in text, text
     assert ('data options of covid19-radiography: {"split_seed": 0, "test_per_class": 200, "val_fraction": 0.1}'
             in text)
     lines = [ln for ln in text.splitlines() if "covid19-radiography-256-" in ln]
-    assert len(lines) == 24
+    assert len(lines) == 30
     waiting = [ln for ln in lines if "waits for synthetic set" in ln]
-    assert len(waiting) == 8 and all("augment=stylegan2ada" in ln for ln in waiting)
+    assert len(waiting) == 10 and all("augment=stylegan2ada" in ln for ln in waiting)
     assert all(ln.endswith("stylegan2ada.zarr#per-class-COVID-2000]") for ln in waiting)
-    assert sum("augment=classic classifier=inception_v3" in ln for ln in lines) == 4
+    assert sum("augment=classic classifier=inception_v3" in ln for ln in lines) == 5
     assert ("medaug synthesize --checkpoint CHECKPOINT_DIR --strategy per-class --classes COVID --count 2000 "
             f"--seed 0 --out {tmp_path}/synthetic/covid19-radiography_256/stylegan2ada.zarr "
             "--group per-class-COVID-2000") in text
     assert not (tmp_path / "out").exists()
     assert main(["sweep", str(STUDY), "--dry-run", "--data-root", str(data)]) == 0
-    assert "16 trials runnable, 8 cells wait" in capsys.readouterr().out
+    assert "20 trials runnable, 10 cells wait" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- data options

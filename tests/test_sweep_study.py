@@ -31,25 +31,25 @@ def refused(tmp_path: Path, text: str) -> str:
 
 def test_shipped_studies_expand_as_documented():
     qs = load_study(REPO / "sweeps" / "quickstart.yaml")
-    assert len(qs.cells) == 12 and qs.trials_per_cell == 1
+    assert len(qs.cells) == 20 and qs.trials_per_cell == 1
     assert {c.spec["dataset"] for c in qs.cells} == {"breastmnist"}
     assert {(c.spec["wrs"], c.spec["augmentation"]) for c in qs.cells} == {
         (w, a) for w in (False, True) for a in ("none", "sharpness-contrast-flip")}
-    assert {c.spec["seed"] for c in qs.cells} == {0, 1, 2}
+    assert {c.spec["seed"] for c in qs.cells} == {0, 1, 2, 3, 4}
     assert all(c.spec["epochs"] == 20 and c.spec["lr"] == 1e-3 and c.spec["batch_size"] == 64 for c in qs.cells)
 
     lr = load_study(REPO / "sweeps" / "leroux2021.yaml")
     cases = {(c.spec["dataset"], c.spec["wrs"], dict(c.labels)["method"]) for c in lr.cells}
-    assert len(cases) == 80 and len(lr.cells) == 80 * 3
+    assert len(cases) == 80 and len(lr.cells) == 80 * 5
     generator_cells = [c for c in lr.cells if c.generator]
-    assert len(generator_cells) == 48 * 3 and {c.generator for c in generator_cells} == {"cvae", "jvae", "cgan"}
+    assert len(generator_cells) == 48 * 5 and {c.generator for c in generator_cells} == {"cvae", "jvae", "cgan"}
     # seed 000's inverse-scarcity amounts per data set resolve into the store path
     path = next(c for c in lr.cells if c.spec["dataset"] == "organamnist" and c.generator == "cgan").synthetic
     assert path.endswith("organamnist_28/cgan.zarr#inverse-scarcity-0.05")
     jvae = next(c for c in lr.cells if c.generator == "jvae").synthetic
     assert jvae.endswith("jvae.zarr#interleave-reconstructions-all")
-    # the sets do not exist yet: listed as waiting, the other 96 trials run
-    assert len(lr.waiting_cells()) == 144 and len(lr.runnable_cells()) == 96
+    # the sets do not exist yet: listed as waiting, the other 160 trials run
+    assert len(lr.waiting_cells()) == 240 and len(lr.runnable_cells()) == 160
 
     asha = load_study(REPO / "sweeps" / "asha-example.yaml")
     assert asha.scheduler.kind == "asha" and asha.scheduler.metric == "val_acc" and asha.trials_per_cell == 16
@@ -59,7 +59,7 @@ def test_shipped_studies_expand_as_documented():
 
 def test_with_fields_overrides_every_cell():
     qs = load_study(REPO / "sweeps" / "quickstart.yaml").with_fields(epochs=2)
-    assert {c.spec["epochs"] for c in qs.cells} == {2} and len(qs.cells) == 12
+    assert {c.spec["epochs"] for c in qs.cells} == {2} and len(qs.cells) == 20
     with pytest.raises(MedaugError, match="epochs"):
         load_study(REPO / "sweeps" / "quickstart.yaml").with_fields(epochs=0)
 
@@ -250,8 +250,8 @@ def test_dry_run_lists_trials_waiting_cells_and_sbatch(tmp_path, capsys):
     print_dry_run(s, "slurm", load_site("localhost"), tmp_path / "out", buf, data_root=leroux_data(tmp_path / "data"),
                   verify_md5=False)
     text = buf.getvalue()
-    assert "240 cells x 1 trial(s) per cell; 96 trials runnable, 144 cells wait for synthetic sets" in text
-    assert re.search(r"^\s+239  organsmnist-28-cnn-none-wrs-s2-\w+\s+dataset=organsmnist wrs=true method=cgan seed=2"
+    assert "400 cells x 1 trial(s) per cell; 160 trials runnable, 240 cells wait for synthetic sets" in text
+    assert re.search(r"^\s+399  organsmnist-28-cnn-none-wrs-s4-\w+\s+dataset=organsmnist wrs=true method=cgan seed=4"
                      r"\s+\[waits for synthetic set \S+organsmnist_28/cgan.zarr#inverse-scarcity-0.1\]$", text, re.M)
     assert "#SBATCH --partition=debug" in text and "#SBATCH --time=120" in text and "#SBATCH --mem=8G" in text
     assert "dry run: nothing was run" in text
@@ -263,7 +263,7 @@ def test_cli_dry_run_and_bad_study_exit_codes(tmp_path, capsys, tiny_root):
 
     assert main(["sweep", str(REPO / "sweeps" / "quickstart.yaml"), "--dry-run", "--data-root", str(tiny_root),
                  "--no-verify-md5"]) == 0
-    assert "12 trials runnable" in capsys.readouterr().out
+    assert "20 trials runnable" in capsys.readouterr().out
     bad = write(tmp_path / "bad.yaml", "name: t\nbase: {dataset: breastmnist}\ngrid: {wrs: [1]}\n")
     assert main(["sweep", str(bad), "--dry-run"]) == 2
     assert "bad.yaml: grid.wrs[0]: expected true or false" in capsys.readouterr().err

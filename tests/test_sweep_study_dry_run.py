@@ -55,12 +55,12 @@ def test_seed_000_with_one_of_its_eight_files_lists_the_seven_missing_per_cell(i
     npz(root, "breastmnist")
     code, out, err = dry_run(in_tmp, capsys, LEROUX, "--data-root", str(root), "--no-verify-md5")
     assert code == 2
-    assert err == (f"medaug: error: {LEROUX}: dry run: 84 of 96 cell(s) that would run cannot: 7 input(s) missing "
+    assert err == (f"medaug: error: {LEROUX}: dry run: 140 of 160 cell(s) that would run cannot: 7 input(s) missing "
                    "or invalid (listed per cell above)\n")
-    assert "240 cells x 1 trial(s) per cell; 12 trials runnable, 144 cells wait for synthetic sets, 84 cells cannot " \
+    assert "400 cells x 1 trial(s) per cell; 20 trials runnable, 240 cells wait for synthetic sets, 140 cells cannot " \
            "run (inputs missing)" in out
     cells = [ln for ln in out.splitlines() if re.match(r"^\s+\d+  \S+-28-cnn-", ln)]
-    assert len(cells) == 240
+    assert len(cells) == 400
     for line in cells:
         dataset = re.search(r"dataset=(\w+)", line).group(1)
         missing = f"data file {root / dataset}.npz not found"
@@ -70,14 +70,14 @@ def test_seed_000_with_one_of_its_eight_files_lists_the_seven_missing_per_cell(i
             assert line.endswith(f"[missing: {missing}]"), line
         else:
             assert line.endswith(f"[cannot run, missing: {missing}]"), line
-    summary = out.split("84 of 96 cell(s) that would run cannot: 7 input(s) missing or invalid:\n")[1]
+    summary = out.split("140 of 160 cell(s) that would run cannot: 7 input(s) missing or invalid:\n")[1]
     listed = re.findall(r"data file (\S+) not found", summary)
     assert listed == [str(root / f"{d}.npz") for d in SEED000_SETS if d != "breastmnist"]
     assert "dry run: nothing was run" in out
 
     # with --make-synthetic the generator cells would run too: their fits read the same files
     code, out, err = dry_run(in_tmp, capsys, LEROUX, "--data-root", str(root), "--no-verify-md5", "--make-synthetic")
-    assert code == 2 and "dry run: 210 of 240 cell(s) that would run cannot: 7 input(s)" in err
+    assert code == 2 and "dry run: 350 of 400 cell(s) that would run cannot: 7 input(s)" in err
 
 
 def test_seed_000_with_all_eight_files_is_runnable(in_tmp, capsys):
@@ -86,14 +86,14 @@ def test_seed_000_with_all_eight_files_is_runnable(in_tmp, capsys):
         npz(root, name)
     code, out, err = dry_run(in_tmp, capsys, LEROUX, "--data-root", str(root), "--no-verify-md5")
     assert (code, err) == (0, "")
-    assert "96 trials runnable, 144 cells wait for synthetic sets\n" in out and "missing" not in out
+    assert "160 trials runnable, 240 cells wait for synthetic sets\n" in out and "missing" not in out
     code, out, err = dry_run(in_tmp, capsys, LEROUX, "--data-root", str(root), "--no-verify-md5", "--make-synthetic")
     assert (code, err) == (0, "") and "--make-synthetic: 24 generator fit(s) before the trials" in out
 
 
 def test_md5_is_checked_once_per_file_and_a_wrong_file_is_named(in_tmp, capsys, monkeypatch):
     """Tiny files are not medmnist's: with the md5 check on, every cell is blocked, and each
-    file is hashed once although 12 cells read it."""
+    file is hashed once although 20 cells read it."""
     import medaug.data.medmnist as medmnist
 
     root = in_tmp / "data"
@@ -103,7 +103,7 @@ def test_md5_is_checked_once_per_file_and_a_wrong_file_is_named(in_tmp, capsys, 
     real = medmnist.file_md5
     monkeypatch.setattr(medmnist, "file_md5", lambda path: hashed.append(Path(path)) or real(path))
     code, out, err = dry_run(in_tmp, capsys, LEROUX, "--data-root", str(root))
-    assert code == 2 and "dry run: 96 of 96 cell(s) that would run cannot: 8 input(s)" in err
+    assert code == 2 and "dry run: 160 of 160 cell(s) that would run cannot: 8 input(s)" in err
     assert sorted(hashed) == sorted(root / f"{n}.npz" for n in SEED000_SETS)
     expected = dataset_info("pathmnist")["MD5"]
     assert re.search(rf"\[cannot run, missing: {root}/pathmnist.npz: md5 [0-9a-f]{{32}} does not match medmnist "
@@ -116,10 +116,10 @@ def test_data_root_from_the_environment_and_a_file_that_is_not_an_npz(in_tmp, ca
     monkeypatch.setenv("MEDAUG_DATA_ROOT", str(root))
     qs = REPO / "sweeps" / "quickstart.yaml"
     code, out, err = dry_run(in_tmp, capsys, qs, "--no-verify-md5")
-    assert (code, err) == (0, "") and "12 trials runnable" in out
+    assert (code, err) == (0, "") and "20 trials runnable" in out
     (root / "breastmnist.npz").write_bytes(b"not a zip")
     code, out, err = dry_run(in_tmp, capsys, qs, "--no-verify-md5")
-    assert code == 2 and err.count("\n") == 1 and "12 of 12 cell(s) that would run cannot" in err
+    assert code == 2 and err.count("\n") == 1 and "20 of 20 cell(s) that would run cannot" in err
     assert f"{root}/breastmnist.npz: not a readable npz file" in out
     code, out, err = dry_run(in_tmp, capsys, qs, "--data-root", str(in_tmp / "nowhere"))
     assert (code, out) == (2, "") and err == f"medaug: error: --data-root {in_tmp / 'nowhere'}: no such folder\n"
@@ -128,7 +128,7 @@ def test_data_root_from_the_environment_and_a_file_that_is_not_an_npz(in_tmp, ca
 def test_covid_study_without_data_and_weights_cannot_run(in_tmp, capsys, monkeypatch):
     """Seed 003: `pretrained: true` needs ImageNet weights; the COVID folders must be there."""
     code, out, err = dry_run(in_tmp, capsys, COVID, "--data-root", str(in_tmp))
-    assert code == 2 and "dry run: 16 of 16 cell(s) that would run cannot: 3 input(s)" in err, err
+    assert code == 2 and "dry run: 20 of 20 cell(s) that would run cannot: 3 input(s)" in err, err
     assert "COVID-19 Radiography data: " in out
     for arch in ("inception_v3", "efficientnet_b0"):
         assert (f"ImageNet weights for {arch} (pretrained: true): $MEDAUG_WEIGHTS_DIR is not set" in out), out
@@ -139,11 +139,11 @@ def test_covid_study_without_data_and_weights_cannot_run(in_tmp, capsys, monkeyp
     (weights / "efficientnet_b0.pth").write_bytes(b"")
     monkeypatch.setenv("MEDAUG_WEIGHTS_DIR", str(weights))
     code, out, err = dry_run(in_tmp, capsys, COVID, "--data-root", str(data))
-    assert code == 2 and "dry run: 8 of 16 cell(s) that would run cannot: 1 input(s)" in err, err
+    assert code == 2 and "dry run: 10 of 20 cell(s) that would run cannot: 1 input(s)" in err, err
     assert "$MEDAUG_WEIGHTS_DIR=" + f"{weights}: no ImageNet weights for inception_v3; expected one of" in out
     (weights / "inception_v3.pth").write_bytes(b"")
     code, out, err = dry_run(in_tmp, capsys, COVID, "--data-root", str(data))
-    assert (code, err) == (0, "") and "16 trials runnable, 8 cells wait" in out
+    assert (code, err) == (0, "") and "20 trials runnable, 10 cells wait" in out
 
 
 def test_a_set_that_cannot_be_made_blocks_its_cell_under_make_synthetic(in_tmp, capsys, tiny_root):

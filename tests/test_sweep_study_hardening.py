@@ -207,5 +207,5 @@ def test_with_fields_merges_cells_it_makes_identical():
 
     repo = Path(__file__).resolve().parents[1]
     qs = load_study(repo / "sweeps" / "quickstart.yaml")
-    one = qs.with_fields(seed=0)  # the seed axis collapses: 12 cells -> 4
-    assert len(one.cells) == 4 and len(one.merged) == 8
+    one = qs.with_fields(seed=0)  # the seed axis collapses: 20 cells -> 4
+    assert len(one.cells) == 4 and len(one.merged) == 16

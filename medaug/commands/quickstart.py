@@ -1,4 +1,4 @@
-"""`medaug quickstart`: seed 000's Table 2 on BreastMNIST ({none, WRS} x {none, geometric} x 3
+"""`medaug quickstart`: seed 000's Table 2 on BreastMNIST ({none, WRS} x {none, geometric} x 5
 seeds, baseline CNN), run as `medaug sweep sweeps/quickstart.yaml` on the local executor."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ QUICKSTART_CONFIGS = (("none", False), ("none", True), ("sharpness-contrast-flip
 
 
 def configure(q: argparse.ArgumentParser) -> None:
-    q.description = ("Run the four seed-000 configurations x 3 seeds on BreastMNIST with the baseline "
+    q.description = ("Run the four seed-000 configurations x 5 seeds on BreastMNIST with the baseline "
                      "CNN and print mean +- std test ACC and AUC per configuration.")
     q.add_argument("--out", type=Path, default=Path("quickstart-results"))
     q.add_argument("--epochs", type=int, default=20)
@@ -50,7 +50,7 @@ def quickstart_command(args: argparse.Namespace) -> int:
     from medaug.sweep import run_study
     from medaug.sweep.study import load_study
 
-    check_device(args.device)  # before Ray starts twelve trials that would each fail on it
+    check_device(args.device)  # before Ray starts twenty trials that would each fail on it
     if not QUICKSTART_STUDY.is_file():
         raise MedaugError(f"{QUICKSTART_STUDY}: quickstart study not found (install medaug from its source tree)")
     study = load_study(QUICKSTART_STUDY).with_fields(epochs=args.epochs)
