@@ -21,7 +21,7 @@ from medaug.errors import MedaugError
 
 NAMES = [
     "none", "sharpness-contrast-flip", "rot-shift-flip", "classic-xray",
-    "autoaugment-imagenet", "autoaugment-cifar10", "autoaugment-svhn",
+    "autoaugment-imagenet", "autoaugment-cifar10", "autoaugment-svhn", "flip-shift-rotate-noise",
 ]
 
 

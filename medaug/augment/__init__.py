@@ -9,6 +9,7 @@ on the same device) that returns a new uint8 batch of the same shape. Names:
 - `rot-shift-flip`                          seed 001 (Keras: rotation 90, shift 0.2, flips)
 - `classic-xray`                            seed 003 (Keras: rotation 5, shift/shear 0.05, zoom 0.1, brightness)
 - `autoaugment-imagenet|cifar10|svhn`       seed 004 (Cubuk et al. 2018 policies)
+- `flip-shift-rotate-noise`                 seed 004's simple transformations (one of its 8 variants per sample)
 
 Weighted random sampling (seed 000's WRS) lives in `medaug.augment.sampling`.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from medaug.augment import autoaugment as _autoaugment  # noqa: F401  (registers autoaugment-*)
 from medaug.augment import pipelines as _pipelines  # noqa: F401  (registers the classic pipelines)
+from medaug.augment import variants as _variants  # noqa: F401  (registers flip-shift-rotate-noise)
 from medaug.augment.base import AUGMENTATIONS, Augmentation
 from medaug.augment.sampling import class_balanced_weights, epoch_indices
 from medaug.errors import MedaugError
