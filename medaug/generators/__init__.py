@@ -1,5 +1,6 @@
 """Generative augmentation: CVAE, Joint VAE, conditional GAN, DCGAN, cWGAN-GP, VAE-GAN,
-StyleGAN2-ADA, EDM diffusion and the class-mean-noise baseline.
+StyleGAN2-ADA, EDM diffusion, the class-mean-noise baseline and `geometric` (seed 001's
+geometric copies of real images, evaluated like a generator).
 
 Every generator implements `medaug.generators.base.Generator` and is registered by
 name in `GENERATORS`; a new one is one new module plus one `@GENERATORS.register`
@@ -29,7 +30,7 @@ from medaug.generators.base import (
 )
 
 # Importing the modules registers their generators.
-from medaug.generators import baseline, edm, gan, stylegan2, vae, vaegan  # noqa: E402,F401  isort: skip
+from medaug.generators import baseline, edm, gan, geometric, stylegan2, vae, vaegan  # noqa: E402,F401  isort: skip
 
 
 def generator_config(name: str, values: Mapping[str, Any] | GeneratorConfig | None = None,

@@ -296,8 +296,11 @@ def per_class_fid(f_real: np.ndarray, real_labels: np.ndarray, f_other: np.ndarr
 
 def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: EvalOptions, *,
                        data_root: str | Path | None = None, splits: DatasetSplits | None = None,
-                       verify_md5: bool = True, quiet: bool = True) -> dict[str, Any]:
-    """Evaluate one checkpoint; write OUT/generator-eval/<eval_id>.parquet and return the row."""
+                       verify_md5: bool = True, quiet: bool = True,
+                       extra_columns: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate one checkpoint; write OUT/generator-eval/<eval_id>.parquet and return the row.
+
+    `extra_columns`: more columns of the row's schema (a generator study's trial, status, fit)."""
     import torchmetrics
     import zarr
 
@@ -426,6 +429,7 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
         "wall_seconds": time.perf_counter() - t0,
         "device": str(device),
         "created_at": datetime.now(timezone.utc),
+        **dict(extra_columns or {}),
     }
     write_eval_row(row, out_dir)
     return row

@@ -30,7 +30,7 @@ import io
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +57,26 @@ CURVES_FILE = "loss_curves.png"
 MONTAGE_FILE = "samples.png"
 VAL_BATCH = 256
 
+#: `epoch_hook(gen, summary)`: extra per-epoch numbers (a validation metric) for the epoch's row.
+EpochHook = Callable[[Generator, Mapping[str, Any]], Mapping[str, float] | None]
+
 
 class EpochGenerator(Generator):
     """A generator trained by the shared epoch loop below (`train_generator`)."""
 
     def fit(self, train: ImageSet, out_dir: str | Path, *, val: ImageSet | None = None, resume: bool = False,
-            quiet: bool = True, provenance: Mapping[str, Any] | None = None, plots: bool = True) -> Path:
+            quiet: bool = True, provenance: Mapping[str, Any] | None = None, plots: bool = True,
+            epoch_hook: EpochHook | None = None) -> Path:
         """Train on `train` (a TRAIN split) and return the checkpoint folder out_dir/checkpoint.
 
         `val` is used only for early stopping (VAEs); `resume` continues from the last
         epoch checkpointed in out_dir; `provenance` adds the data set's version/md5 to
-        the checkpoint; `plots` draws loss curves and a sample montage at the end.
+        the checkpoint; `plots` draws loss curves and a sample montage at the end;
+        `epoch_hook(gen, summary)` (rank 0, after each epoch) returns extra numbers for
+        the epoch's row of losses_epochs.csv, e.g. a generator study's validation metric.
         """
         return train_generator(self, train, Path(out_dir), val=val, resume=resume, quiet=quiet,
-                               provenance=provenance, plots=plots)
+                               provenance=provenance, plots=plots, epoch_hook=epoch_hook)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -80,7 +86,7 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 def train_generator(gen: Generator, train: ImageSet, out_dir: Path, *, val: ImageSet | None = None,
                     resume: bool = False, quiet: bool = True, provenance: Mapping[str, Any] | None = None,
-                    plots: bool = True) -> Path:
+                    plots: bool = True, epoch_hook: EpochHook | None = None) -> Path:
     """Fit `gen` on `train`; write checkpoints and logs under `out_dir`; return the checkpoint folder."""
     cfg = gen.config
     ckpt = out_dir / CHECKPOINT_DIR
@@ -133,6 +139,8 @@ def train_generator(gen: Generator, train: ImageSet, out_dir: Path, *, val: Imag
                 summary["val_loss"] = val_loss
                 stop = _early_stopping(gen, val_loss)
             summary.update(seconds=round(seconds, 3), images_per_s=round(seen * world / max(seconds, 1e-9), 1))
+            if epoch_hook is not None and rank == 0:  # after the epoch's step, before best weights replace the last
+                summary.update(epoch_hook(gen, summary) or {})
             if gen.epoch >= cfg.epochs or stop:
                 _finish(gen)
             if rank == 0:

@@ -5,7 +5,11 @@ Written by `medaug generator eval`; read by the analysis layer
 so every file of the folder has the same columns and types.
 
 Schema versions:
-- 3 (current): the discriminating protocol of issue 12: the extractor's classifier spec
+- 4 (current): generator studies (`medaug.sweep.generator_study`): the study, trial id,
+  status (finished, or stopped by ASHA / failed, with its error and no metrics), the
+  generator's full config, the fit's epochs, the epoch it resumed from, its seconds and
+  per-epoch history, and where it ran. Null for a plain `medaug generator eval` row.
+- 3: the discriminating protocol of issue 12: the extractor's classifier spec
   and cache-file hash, class names, per-class FID and its floor, per-class TSTR/TRTR
   recall, the reference recipe (`fast` by default) and the sampler's options.
 - 2: the memorisation check (`medaug.generators.memorisation`): near-copy
@@ -29,7 +33,7 @@ import pyarrow.parquet as pq
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 GENERATOR_EVAL_DIR = "generator-eval"
 
 # (name, type, doc)
@@ -93,6 +97,17 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("wall_seconds", pa.float64(), ""),
     ("device", pa.string(), ""),
     ("created_at", pa.timestamp("us", tz="UTC"), ""),
+    ("study", pa.string(), "generator study (or classifier study's --make-synthetic) that wrote the row"),
+    ("trial_id", pa.string(), "a generator study's trial: stable id of (data, generator, config, eval options)"),
+    ("status", pa.string(), "finished | stopped (ASHA) | failed; null: a plain `generator eval` row (finished)"),
+    ("error", pa.string(), "why a trial failed"),
+    ("executor", pa.string(), "local | slurm"),
+    ("generator_config", pa.string(), "JSON: the generator's full config (defaults filled in)"),
+    ("fit_epochs", pa.int64(), "epochs the generator was trained"),
+    ("fit_resumed_from", pa.int64(), "epoch the fit that finished it resumed from (0: one uninterrupted fit)"),
+    ("fit_seconds", pa.float64(), "seconds of the fit that finished it"),
+    ("fit_history", pa.string(), "JSON list: each epoch's losses and validation metric (val_fd, val_loss)"),
+    ("slurm_job_id", pa.string(), ""),
 ]
 
 SCHEMA = pa.schema([pa.field(name, typ, metadata={"doc": doc} if doc else None) for name, typ, doc in COLUMNS])

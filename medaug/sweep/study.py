@@ -64,6 +64,12 @@ rerun; each fit writes every set (strategy) the study asks of it, sampled with
 `synthetic.seed`. A set that exists is never remade; a failed fit is reported and
 its cells keep waiting. `--dry-run --make-synthetic` lists the fits.
 
+`eval:` sets how --make-synthetic evaluates each generator it fits (`medaug generator eval`
+options: n, extractor, tstr, recipe, recipe_set, classifier, classifier_epochs, ...; one
+row per fit in OUT/generator-eval/, so the study's report draws fidelity against utility);
+`eval: false` skips it. `kind: generator` makes a generator study instead, whose trials
+are generator fits (medaug/sweep/generator_study.py).
+
 `data_options` (a spec field) passes a data source's own options, e.g. the COVID
 sets' `{test_per_class: 200}`; they are checked against each cell's dataset.
 
@@ -101,7 +107,9 @@ from medaug.sweep import schema
 from medaug.sweep.schema import Doc, join
 
 TOP_KEYS = ("name", "description", "results", "base", "grid", "search", "num_samples", "scheduler", "resources",
-            "max_failures", "metric", "mode", "synthetic", "generators")
+            "max_failures", "metric", "mode", "synthetic", "generators", "kind", "eval")
+#: `kind: generator` makes a generator study (trials are fits + `generator eval`: medaug/sweep/generator_study.py).
+STUDY_KINDS = ("classifier", "generator")
 SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 REPORTED_METRICS = ("val_acc", "val_auc", "val_loss", "train_loss", "train_acc")
 SCHEDULERS = ("fifo", "asha")
@@ -138,7 +146,9 @@ class SyntheticRequest:
 
     The parameters mirror `medaug.generators.strategies.Strategy`: `fraction`
     (inverse-scarcity; a number or dataset -> number), `classes` + `count` (per-class),
-    `synthetic_per_real` (ratio), none (interleave-reconstructions).
+    `synthetic_per_real` (ratio), none (interleave-reconstructions). `filter` (a
+    `medaug.generators.filters.FilterSpec` or None) keeps only samples that pass it; its
+    tag ends the resolved group name (`...#inverse-scarcity-0.1-conf0.9`).
     """
 
     generator: str
@@ -148,6 +158,7 @@ class SyntheticRequest:
     classes: tuple[str, ...] = ()
     count: int | None = None
     synthetic_per_real: int | None = None
+    filter: Any = None
 
     def fraction_for(self, dataset: str) -> float | None:
         if isinstance(self.fraction, dict):
@@ -165,8 +176,9 @@ class SyntheticRequest:
 
     def resolve(self, dataset: str, size: int, root: str, pattern: str) -> str:
         amount = self.amount(dataset)
-        return pattern.format(root=root, dataset=dataset, size=size, generator=self.generator,
-                              strategy=self.strategy, amount=amount, fraction=amount)
+        ref = pattern.format(root=root, dataset=dataset, size=size, generator=self.generator,
+                             strategy=self.strategy, amount=amount, fraction=amount)
+        return f"{ref}-{self.filter.tag()}" if self.filter is not None else ref  # never an unfiltered set's group
 
     def strategy_params(self, dataset: str) -> dict[str, Any]:
         """What `Strategy.params()` records in a set's provenance for this request."""
@@ -197,7 +209,8 @@ class SyntheticRequest:
                   "ratio": f"--synthetic-per-real {self.synthetic_per_real}"}.get(self.strategy, "")
         return " ".join(part for part in (
             "medaug synthesize --checkpoint CHECKPOINT_DIR",
-            f"--strategy {self.strategy}", params, f"--seed {seed}", f"--out {shlex.quote(store)}",
+            f"--strategy {self.strategy}", params, self.filter.cli_options() if self.filter is not None else "",
+            f"--seed {seed}", f"--out {shlex.quote(store)}",
             f"--group {shlex.quote(group)}") if part)
 
 
@@ -352,6 +365,9 @@ class Cell:
         want = {"generator": req.generator, "strategy": req.strategy, "strategy_params": req.strategy_params(dataset),
                 "dataset": dataset, "size": self.spec.get("size")}
         diff = [f"{k} {prov.get(k)!r} (requested {v!r})" for k, v in want.items() if prov.get(k) != v]
+        made_tag, want_tag = (prov.get("filter") or {}).get("tag"), req.filter.tag() if req.filter else None
+        if made_tag != want_tag:
+            diff.append(f"filter {made_tag!r} (requested {want_tag!r})")
         return "; ".join(diff) or None
 
 
@@ -381,6 +397,10 @@ class Study:
     # the index of the cell kept); and what the search merged (one line each).
     merged: tuple[tuple[int, str, int], ...] = ()
     search_merges: tuple[str, ...] = ()
+    # `eval:` (generator eval options, medaug.sweep.generator_study.EVAL_KEYS): how --make-synthetic evaluates
+    # each generator it fits; None (`eval: false`): not evaluated.
+    eval_options: Mapping[str, Any] | None = field(default_factory=dict)
+    kind: str = "classifier"
 
     @property
     def searched_fields(self) -> tuple[str, ...]:
@@ -432,15 +452,24 @@ class Study:
 # ----------------------------------------------------------------------------- loading
 
 def load_study(path: str | Path) -> Study:
-    """Read, validate and expand a study file; MedaugError names the offending key."""
+    """Read, validate and expand a study file; MedaugError names the offending key.
+
+    A `kind: generator` study is a `medaug.sweep.generator_study.GeneratorStudy`."""
     doc = Doc.load(path)
+    kind = doc.data.get("kind", "classifier") if isinstance(doc.data, Mapping) else "classifier"
+    if kind not in STUDY_KINDS:
+        raise doc.error("kind", f"expected one of: {', '.join(STUDY_KINDS)}, got {kind!r}")
+    if kind == "generator":
+        from medaug.sweep.generator_study import load_generator_study
+
+        return load_generator_study(doc)  # type: ignore[return-value]
     top = schema.mapping(doc, doc.data, "", allowed=TOP_KEYS, required=("name",))
     name = schema.string(doc, top["name"], "name", pattern=NAME_PATTERN,
                          what="a name of letters, digits, _ . - (1-100 of them, starting with a letter or digit)")
     description = schema.optional_string(doc, top.get("description"), "description", multiline=True) or ""
     results = schema.string(doc, top.get("results", f"results/{name}"), "results")
     synthetic_cfg = schema.mapping(doc, top.get("synthetic"), "synthetic",
-                                   allowed=("root", "pattern", "strategy", "seed", *REQUEST_PARAMS))
+                                   allowed=("root", "pattern", "strategy", "seed", "filter", *REQUEST_PARAMS))
     synthetic_root = schema.string(doc, synthetic_cfg.get("root", "synthetic"), "synthetic.root")
     pattern = schema.string(doc, synthetic_cfg.get("pattern", DEFAULT_PATTERN), "synthetic.pattern")
     _check_pattern(doc, pattern)
@@ -449,7 +478,7 @@ def load_study(path: str | Path) -> Study:
     synthetic_root = str(Path(synthetic_root).expanduser().resolve())
 
     # defaults of the `generator:` grid shorthand: {generator: G, strategy, fraction | classes + count | ...}
-    defaults = {k: synthetic_cfg[k] for k in ("strategy", *REQUEST_PARAMS) if k in synthetic_cfg}
+    defaults = {k: synthetic_cfg[k] for k in ("strategy", "filter", *REQUEST_PARAMS) if k in synthetic_cfg}
     if defaults:
         _synthetic_request(doc, {"generator": "any", **defaults}, "synthetic")
     base = _fields(doc, top.get("base"), "base")
@@ -468,11 +497,20 @@ def load_study(path: str | Path) -> Study:
                   num_samples=num_samples, scheduler=scheduler, resources=resources, results=results,
                   max_failures=max_failures, metric=metric, mode=mode, synthetic_root=synthetic_root,
                   synthetic_pattern=pattern, generators=generators, synthesize_seed=synthesize_seed,
-                  search_merges=search_merges)
+                  search_merges=search_merges, eval_options=_eval(doc, top.get("eval", {})))
     cells, merged = _expand(doc, study)
     study = dataclasses.replace(study, cells=cells, merged=merged)
     _check_scheduler_epochs(doc, study)
     return study
+
+
+def _eval(doc: Doc, value: Any) -> Mapping[str, Any] | None:
+    """`eval:` of a classifier study: generator eval options for --make-synthetic's fits, or false."""
+    if value is False:
+        return None
+    from medaug.sweep.generator_study import eval_options
+
+    return eval_options(doc, value)
 
 
 def _check_pattern(doc: Doc, pattern: str) -> None:
@@ -569,7 +607,8 @@ def _synthetic_value(doc: Doc, value: Any, where: str) -> str | SyntheticRequest
 
 
 def _synthetic_request(doc: Doc, value: Any, where: str) -> SyntheticRequest:
-    m = schema.mapping(doc, value, where, allowed=("generator", "strategy", *REQUEST_PARAMS), required=("generator",))
+    m = schema.mapping(doc, value, where, allowed=("generator", "strategy", "filter", *REQUEST_PARAMS),
+                       required=("generator",))
     generator = _generator_name(doc, m["generator"], join(where, "generator"))
     strategy = schema.string(doc, m.get("strategy", "inverse-scarcity"), join(where, "strategy"),
                              pattern=r"[a-z0-9][a-z0-9-]*", what="a strategy name (lowercase, digits, -)")
@@ -605,8 +644,26 @@ def _synthetic_request(doc: Doc, value: Any, where: str) -> SyntheticRequest:
         fraction = _fraction(doc, raw, join(where, "fraction"))
     if strategy == "inverse-scarcity" and fraction is None:
         raise doc.error(where, "strategy inverse-scarcity needs a fraction (number, or mapping dataset -> number)")
+    flt = _request_filter(doc, m["filter"], join(where, "filter")) if m.get("filter") is not None else None
     return SyntheticRequest(generator=generator, strategy=strategy, fraction=fraction, where=where, classes=classes,
-                            count=count, synthetic_per_real=per_real)
+                            count=count, synthetic_per_real=per_real, filter=flt)
+
+
+def _request_filter(doc: Doc, value: Any, where: str) -> Any:
+    """A request's `filter: {kind, threshold, k, recipe, recipe_set, max_draws}` (medaug.generators.filters)."""
+    from medaug.generators.filters import FilterSpec
+
+    m = schema.mapping(doc, value, where)
+    if "classifier" in m:
+        raise doc.error(join(where, "classifier"), "a study's filter trains its classifier by `recipe` (cached in "
+                        "OUT/generator-eval/reference/); a classifier file is for medaug synthesize "
+                        "--filter-classifier")
+    try:
+        return FilterSpec.from_dict(m)
+    except MedaugError as exc:
+        key = re.match(r"([a-z_]+): ", str(exc))
+        raise doc.error(join(where, key.group(1)) if key else where,
+                        str(exc)[key.end():] if key else str(exc)) from None
 
 
 def _fraction(doc: Doc, value: Any, where: str) -> float:
