@@ -64,6 +64,20 @@ def sweep_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     site = load_site(args.site) if args.site else None
     check_run_options(args, study)
+    if getattr(study, "kind", "classifier") == "generator":
+        from medaug.sweep import generator_study
+
+        if args.make_synthetic:
+            raise MedaugError(f"{study.source}: --make-synthetic is for classifier studies; a generator study's "
+                              "trials are the fits")
+        if args.dry_run:
+            generator_study.print_dry_run(study, args.executor, args.out, sys.stdout)  # type: ignore[arg-type]
+            return 0
+        outcome = run_study(study, args.executor, args.out, site=site, resume=args.resume,
+                            max_concurrent=args.max_concurrent, data_root=args.data_root, device=args.device,
+                            verify_md5=args.verify_md5, ray_address=args.ray_address, progress=not args.quiet)
+        generator_study.print_outcome(outcome, sys.stdout)
+        return 1 if outcome.failed else 0
     if args.dry_run:
         blocked, would_run, problems = print_dry_run(study, args.executor, site, args.out, sys.stdout,
                                                      make_synthetic=args.make_synthetic, data_root=args.data_root,

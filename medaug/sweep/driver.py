@@ -209,6 +209,14 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
     if not isinstance(study, Study):
         study = load_study(study)
     study_name = study.name
+    if getattr(study, "kind", "classifier") == "generator":  # trials are generator fits + evaluations
+        from medaug.sweep.generator_study import run_generator_study
+
+        return run_generator_study(study, executor, out, site=site if site is None or isinstance(site, SiteProfile)
+                                   else load_site(site), resume=resume, max_concurrent=max_concurrent,
+                                   data_root=data_root, device=device, verify_md5=verify_md5,
+                                   ray_address=ray_address, num_cpus=num_cpus, poll_s=poll_s, progress=progress,
+                                   stream=stream)
     if executor not in EXECUTORS:
         raise MedaugError(f"--executor {executor!r}: expected one of {EXECUTORS}")
     site_profile = site if isinstance(site, SiteProfile) or site is None else load_site(site)
