@@ -206,7 +206,7 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
     """
     stream = stream or sys.stderr
     say = (lambda text: print(f"[{study_name}] {text}", file=stream, flush=True)) if progress else (lambda _t: None)
-    if not isinstance(study, Study):
+    if isinstance(study, (str, Path)):
         study = load_study(study)
     study_name = study.name
     if getattr(study, "kind", "classifier") == "generator":  # trials are generator fits + evaluations
