@@ -17,6 +17,13 @@ nearest-neighbour; non-zero pixels are lung), and the crop is resized to 256x256
 training device like every other data set. An image whose mask is missing or
 empty is skipped and reported (file, reason), never used uncropped.
 
+Copies without masks (many public copies of the database ship only `<class>/images`):
+`lung_crop=False` (data option `lung_crop: false`) skips the crop and resizes each whole
+radiograph instead; masks are then not read at all. It is a choice made by name and
+recorded (the spec's data_options, the row's data_provenance, the cache key), never a
+fallback: with the crop on, a class whose masks folder is missing or holds no mask of
+any of its images is a one-line error that names the folder and the option.
+
 Splits (seed 003, "GAN training process"): a held-out test set drawn per class
 (200 COVID + 200 Normal), recorded by file names, then a stratified validation
 split of the rest (0.1, Keras' validation_split in seed 003's classic-augmentation
@@ -90,6 +97,7 @@ class CovidManifest:
     file_list_hash: str
     cache_entries: tuple[str, ...] = ()
     cache_hits: int = 0
+    lung_crop: bool = True
 
     @property
     def test_files(self) -> tuple[str, ...]:
@@ -159,8 +167,13 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def scan_class(root: Path, cls: str) -> list[_Entry]:
-    """The PNG images of one class folder with their masks (None where the mask file is missing)."""
+def scan_class(root: Path, cls: str, masks: bool = True) -> list[_Entry]:
+    """The PNG images of one class folder with their masks (None where the mask file is missing).
+
+    `masks=False` (no lung crop) looks for no masks. With masks, a class whose masks folder
+    is missing or matches none of its images is refused: that copy of the database has no
+    masks, and cropping is impossible rather than a per-file accident.
+    """
     images_dir = root / cls / "images"
     if not images_dir.is_dir():
         raise MedaugError(f"{images_dir}: folder not found; expected the published layout {cls}/images/*.png")
@@ -173,7 +186,11 @@ def scan_class(root: Path, cls: str) -> list[_Entry]:
     for name in names:
         mask = masks_dir / name
         entries.append(_Entry(rel=f"{cls}/images/{name}", image=images_dir / name,
-                              mask=mask if mask.is_file() else None))
+                              mask=mask if masks and mask.is_file() else None))
+    if masks and all(e.mask is None for e in entries):
+        what = "folder not found" if not masks_dir.is_dir() else f"no mask of any of its {len(entries)} images"
+        raise MedaugError(f"{masks_dir}: {what}; seed 003's lung crop needs the masks (a copy of the database "
+                          "without them: data option lung_crop=false resizes whole images, recorded in the row)")
     return entries
 
 
@@ -198,7 +215,15 @@ def lung_crop(image: Image.Image, mask: Image.Image, size: int, resample: str = 
     return np.asarray(img.crop(box).resize((size, size), resampling(resample)), dtype=np.uint8)
 
 
-def _preprocess(entry: _Entry, size: int, resample: str) -> tuple[np.ndarray | None, str]:
+def whole_image(image: Image.Image, size: int, resample: str = "bilinear") -> np.ndarray:
+    """A radiograph without the lung crop (`lung_crop=False`): grayscale, resized to size x size."""
+    img = image.convert("L") if image.mode != "L" else image
+    return np.asarray(img.resize((size, size), resampling(resample)), dtype=np.uint8)
+
+
+def _preprocess(entry: _Entry, size: int, resample: str, crop: bool = True) -> tuple[np.ndarray | None, str]:
+    if not crop:
+        return whole_image(open_image(entry.image, "L"), size, resample), ""
     if entry.mask is None:
         return None, "mask missing"
     image = open_image(entry.image, "L")
@@ -207,8 +232,9 @@ def _preprocess(entry: _Entry, size: int, resample: str) -> tuple[np.ndarray | N
     return (None, "mask empty") if crop is None else (crop, "")
 
 
-def _build_pool(entries: list[_Entry], size: int, resample: str, workers: int | None) -> _ClassPool:
-    results = map_threads(lambda e: _preprocess(e, size, resample), entries, workers)
+def _build_pool(entries: list[_Entry], size: int, resample: str, workers: int | None,
+                lung_crop: bool = True) -> _ClassPool:
+    results = map_threads(lambda e: _preprocess(e, size, resample, lung_crop), entries, workers)
     files, crops, skipped = [], [], []
     for entry, (crop, reason) in zip(entries, results):
         if crop is None:
@@ -232,10 +258,13 @@ def _images_sha256(images: np.ndarray) -> str:
     return hashlib.sha256(memoryview(np.ascontiguousarray(images)).cast("B")).hexdigest()
 
 
-def cache_key(cls: str, entries: list[_Entry], size: int, resample: str) -> str:
-    """sha256 of everything the preprocessed pool of one class depends on."""
+def cache_key(cls: str, entries: list[_Entry], size: int, resample: str, lung_crop: bool = True) -> str:
+    """sha256 of everything the preprocessed pool of one class depends on (whole images
+    without the crop key apart; cropped pools keep the keys they had)."""
     payload = {"format": CACHE_FORMAT, "class": cls, "size": size, "resample": resample,
                "files": [e.stat_key() for e in entries]}
+    if not lung_crop:
+        payload["crop"] = "none"
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -299,17 +328,17 @@ def _write_cache(path: Path, key: str, cls: str, pool: _ClassPool) -> None:
 
 
 def _class_pool(root: Path, cls: str, size: int, resample: str, cache_dir: Path | None,
-                workers: int | None) -> tuple[_ClassPool, str | None, bool]:
+                workers: int | None, lung_crop: bool = True) -> tuple[_ClassPool, str | None, bool]:
     """(pool, cache entry path or None, whether it came from the cache)."""
-    entries = scan_class(root, cls)
+    entries = scan_class(root, cls, masks=lung_crop)
     if cache_dir is None:
-        return _build_pool(entries, size, resample, workers), None, False
-    key = cache_key(cls, entries, size, resample)
+        return _build_pool(entries, size, resample, workers, lung_crop), None, False
+    key = cache_key(cls, entries, size, resample, lung_crop)
     path = _cache_path(cache_dir, cls, key)
     pool = _read_cache(path, key, size)
     if pool is not None:
         return pool, str(path), True
-    pool = _build_pool(entries, size, resample, workers)
+    pool = _build_pool(entries, size, resample, workers, lung_crop)
     try:
         _write_cache(path, key, cls, pool)
     except OSError as exc:  # a read-only cache only costs decoding again next time
@@ -375,8 +404,10 @@ def load_covid(
     cache_dir: str | Path | None = None,
     resample: str = "bilinear",
     workers: int | None = None,
+    lung_crop: bool = True,
 ) -> tuple[DatasetSplits, CovidManifest]:
-    """Load the COVID-19 Radiography Database cropped to the lungs (seed 003's preprocessing).
+    """Load the COVID-19 Radiography Database cropped to the lungs (seed 003's preprocessing),
+    or with `lung_crop=False` as whole radiographs (a copy without masks; recorded in the manifest).
 
     `root` is the `COVID-19_Radiography_Dataset` folder or its parent. `classes` is
     "covid-normal" (seed 003; labels Normal=0, COVID=1), "all" (four classes) or a
@@ -391,6 +422,8 @@ def load_covid(
         raise MedaugError(f"COVID val_fraction {val_fraction!r}; expected a number in [0, 1)")
     if not isinstance(split_seed, int) or split_seed < 0:
         raise MedaugError(f"COVID split_seed {split_seed!r}; expected an integer >= 0")
+    if not isinstance(lung_crop, bool):
+        raise MedaugError(f"COVID lung_crop {lung_crop!r}; expected true or false")
     resampling(resample)
     n_test = _test_counts(test_per_class, chosen)
     folder = dataset_dir(root)
@@ -407,7 +440,7 @@ def load_covid(
     cache_entries: list[str] = []
     hits = 0
     for label, cls in enumerate(chosen):
-        pool, entry, hit = _class_pool(folder, cls, size, resample, cache_root, workers)
+        pool, entry, hit = _class_pool(folder, cls, size, resample, cache_root, workers, lung_crop)
         hits += hit
         if entry:
             cache_entries.append(entry)
@@ -445,7 +478,7 @@ def load_covid(
         files={s: tuple(files[i] for i in idx) for s, idx in index.items()},
         skipped=tuple(skipped),
         counts={s: {c: int((label_arr[idx] == i).sum()) for i, c in enumerate(chosen)} for s, idx in index.items()},
-        file_list_hash=sizes_hash, cache_entries=tuple(cache_entries), cache_hits=hits,
+        file_list_hash=sizes_hash, cache_entries=tuple(cache_entries), cache_hits=hits, lung_crop=lung_crop,
     )
     splits = DatasetSplits(name=name, train=sets["train"], val=sets["val"], test=sets["test"],
                            version=f"files-{sizes_hash}", md5=sizes_hash, source=str(folder))
@@ -478,8 +511,9 @@ def check_covid_size(size: object) -> None:
 
 def prepare_covid(root: str | Path, classes: str | Sequence[str] = "covid-normal", size: int = 256, *,
                   cache_dir: str | Path | None = None, resample: str = "bilinear",
-                  workers: int | None = None) -> list[PreparedClass]:
-    """Decode, crop and resize every image of `classes` once into the Zarr cache.
+                  workers: int | None = None, lung_crop: bool = True) -> list[PreparedClass]:
+    """Decode, crop and resize every image of `classes` once into the Zarr cache
+    (`lung_crop=False`: whole images, the cache that `lung_crop: false` trials read).
 
     What `load_covid` does first, without drawing splits: run it once before a sweep
     (`medaug data covid-prepare`) so that no trial decodes the ~21k PNGs itself.
@@ -497,7 +531,7 @@ def prepare_covid(root: str | Path, classes: str | Sequence[str] = "covid-normal
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     out = []
     for cls in chosen:
-        pool, entry, hit = _class_pool(folder, cls, size, resample, cache_root, workers)
+        pool, entry, hit = _class_pool(folder, cls, size, resample, cache_root, workers, lung_crop)
         out.append(PreparedClass(name=cls, images=len(pool.files) + len(pool.skipped), usable=len(pool.files),
                                  skipped=tuple(pool.skipped), cache_entry=entry or "", cache_hit=hit))
     return out

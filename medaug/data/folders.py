@@ -66,6 +66,16 @@ def _build_splits(name: str, source: Path, keys: list[str], paths: list[Path], l
     counts = np.bincount(labels, minlength=len(class_names))
     n_val, n_test = fraction_counts(counts.tolist(), val_fraction, test_fraction, str(source))
     index = stratified_indices(keys, labels, len(class_names), n_val, n_test, seed)
+    return assemble_splits(name, source, keys, paths, labels, class_names, index, size, channels, fit, resample,
+                           workers, info)
+
+
+def assemble_splits(name: str, source: Path, keys: list[str], paths: list[Path], labels: np.ndarray,
+                    class_names: tuple[str, ...], index: dict[str, np.ndarray], size: int, channels: int, fit: str,
+                    resample: str, workers: int | None, info: dict[str, Any] | None = None) -> DatasetSplits:
+    """Decode the files once and cut them into the train/val/test rows of `index`.
+
+    The version and md5 are the hash of the relative keys and byte sizes of all files."""
     images = np.stack(map_threads(lambda p: load_resized(p, size, channels, fit, resample), paths, workers))
     task = "binary-class" if len(class_names) == 2 else "multi-class"
     sets = {s: ImageSet(name=name, split=s, images=images[idx], labels=labels[idx], class_names=class_names, task=task)

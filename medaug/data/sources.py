@@ -5,7 +5,8 @@ source-specific facts for the result row (for COVID: the held-out test files, th
 skipped images, how the splits were drawn). MedMNIST names load the npz files;
 `covid19-radiography` (seed 003's COVID vs Normal) and `covid19-radiography-4class`
 read the published folder layout; `isic2019` reads ISIC 2019's ground-truth CSV and
-image folder (seed 002).
+image folder (seed 002); `folder` reads any class-folder tree, root/<class>/<image> or
+root/{train,val,test}/<class>/<image> (medaug/data/folder_source.py).
 
 Options (`ExperimentSpec.data_options`): a source may take named, typed options that
 change which images land in which split, e.g. the COVID sources' `test_per_class`
@@ -41,12 +42,18 @@ class LoadedData:
 @dataclass(frozen=True)
 class DataOption:
     """One named option of a data source: `check(value, where)` returns it normalised or
-    raises a one-line MedaugError that starts with `where` (the option's path)."""
+    raises a one-line MedaugError that starts with `where` (the option's path).
+
+    `omit_default`: at its default the option stays out of the checked options,
+    so specs written before it existed keep their data_options and run ids (the COVID
+    sources' `lung_crop`); the loader reads it with `.get(name, default)`.
+    """
 
     name: str
     default: Any
     check: Callable[[Any, str], Any]
     doc: str = ""
+    omit_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,11 @@ class DataSource:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise MedaugError(f"{where}.{key}: unknown option for dataset {self.name!r}{hint}; expected one of: "
                                   + ", ".join(names))
-        out = {o.name: o.check(options[o.name], f"{where}.{o.name}") if o.name in options else o.default
-               for o in self.options}
+        out = {}
+        for o in self.options:
+            value = o.check(options[o.name], f"{where}.{o.name}") if o.name in options else o.default
+            if not (o.omit_default and value == o.default):
+                out[o.name] = value
         return dict(sorted(out.items()))
 
 
@@ -100,6 +110,31 @@ def _integer(minimum: int) -> Callable[[Any, str], int]:
         return int(value)
 
     return check
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise MedaugError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _folder_root(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise MedaugError(f"{where}: expected a folder path (absolute, or relative to the data root), got {value!r}")
+    return value
+
+
+def _channels(value: Any, where: str) -> int:
+    if isinstance(value, bool) or value not in (1, 3):
+        raise MedaugError(f"{where}: expected 1 (grayscale) or 3 (RGB), got {value!r}")
+    return int(value)
+
+
+def _fit(value: Any, where: str) -> str:
+    fits = ("squash", "center-crop")  # medaug.data.imageio.FITS (not imported here: it loads PIL)
+    if not isinstance(value, str) or value not in fits:
+        raise MedaugError(f"{where}: expected one of {', '.join(fits)}, got {value!r}")
+    return value
 
 
 def _fraction(value: Any, where: str) -> float:
@@ -146,6 +181,9 @@ def _covid_options(classes: tuple[str, ...]) -> tuple[DataOption, ...]:
         DataOption("val_fraction", 0.1, _fraction,
                    "validation share of each class's remaining images (seed 003: Keras validation_split 0.1)"),
         DataOption("split_seed", 0, _integer(0), "seed of the hashed-file-name draw of the test and val files"),
+        DataOption("lung_crop", True, _boolean,
+                   "crop each radiograph to its lung mask (seed 003); false: whole images, for copies without masks",
+                   omit_default=True),
     )
 
 
@@ -156,7 +194,8 @@ def _covid(classes: str) -> Loader:
 
         splits, manifest = load_covid(root if root is not None else default_root(), classes=classes, size=size,
                                       test_per_class=options["test_per_class"],
-                                      val_fraction=options["val_fraction"], split_seed=options["split_seed"])
+                                      val_fraction=options["val_fraction"], split_seed=options["split_seed"],
+                                      lung_crop=options.get("lung_crop", True))
         return LoadedData(splits, {"test_files": list(manifest.test_files), "n_skipped": len(manifest.skipped),
                                    "data_provenance": json.dumps(covid_provenance(manifest), sort_keys=True)})
 
@@ -168,7 +207,7 @@ def covid_provenance(manifest: Any) -> dict[str, Any]:
     themselves: `test_files`, and the manifest's hash of all source files)."""
     m = manifest.to_dict()
     keep = ("source", "classes", "size", "resample", "split_seed", "val_fraction", "test_per_class", "counts",
-            "skipped", "file_list_hash")
+            "skipped", "file_list_hash", "lung_crop")
     return {k: m[k] for k in keep}
 
 
@@ -199,6 +238,26 @@ def _isic(name: str, size: int, root: Path | None, download: bool, verify: bool,
     return LoadedData(splits, {"data_provenance": json.dumps(provenance, sort_keys=True)})
 
 
+FOLDER_OPTIONS = (
+    DataOption("root", ".", _folder_root,
+               "the class-folder tree: an absolute path, or one relative to the data root (default: the data root)"),
+    DataOption("channels", 3, _channels, "1 (grayscale) or 3 (RGB)"),
+    DataOption("fit", "squash", _fit, "squash (scale each axis) or center-crop (central square first)"),
+    DataOption("val_fraction", 0.15, _fraction, "validation share of each class, drawn when the tree has no val/"),
+    DataOption("test_fraction", 0.15, _fraction, "test share of each class, drawn when the tree has no test/"),
+    DataOption("split_seed", 0, _integer(0), "seed of the hashed-file-name draw of the drawn splits"),
+)
+
+
+def _folder(name: str, size: int, root: Path | None, download: bool, verify: bool,
+            options: dict[str, Any]) -> LoadedData:
+    """Any class-folder tree (medaug/data/folder_source.py): its own split folders, or 70/15/15 drawn."""
+    from medaug.data.folder_source import load_folder
+
+    splits, facts = load_folder(root, size, options)
+    return LoadedData(splits, facts)
+
+
 def _covid_source(name: str, subset: str) -> DataSource:
     from medaug.data.covid import CLASS_SUBSETS
 
@@ -221,6 +280,7 @@ SOURCES: dict[str, DataSource] = {n: DataSource(n, SIZES, _medmnist) for n in DA
 SOURCES["covid19-radiography"] = _covid_source("covid19-radiography", "covid-normal")
 SOURCES["covid19-radiography-4class"] = _covid_source("covid19-radiography-4class", "all")
 SOURCES["isic2019"] = DataSource("isic2019", None, _isic, min_size=28, options=ISIC_OPTIONS)
+SOURCES["folder"] = DataSource("folder", None, _folder, min_size=8, options=FOLDER_OPTIONS)
 
 
 def data_source(name: str) -> DataSource:

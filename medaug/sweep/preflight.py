@@ -1,9 +1,10 @@
 """What `medaug sweep STUDY --dry-run` checks before it calls a cell runnable: its inputs.
 
 A cell runs only when everything it reads is there: its data (a MedMNIST npz file
-whose md5 matches medmnist's INFO, the COVID-19 Radiography class folders, ISIC 2019's
-CSV and image folder), the ImageNet weights of a `pretrained: true` transfer
-classifier, and its synthetic set as requested (or, with `--make-synthetic`, a
+whose md5 matches medmnist's INFO, the COVID-19 Radiography class folders and, unless
+`lung_crop: false`, their masks, ISIC 2019's CSV and image folder, a `folder` tree scanned
+and split as its run would, without decoding an image), the ImageNet weights of a
+`pretrained: true` transfer classifier, and its synthetic set as requested (or, with `--make-synthetic`, a
 generator fit that can make it). `check_inputs` lists what is missing for each cell,
 looking each input up once however many cells share it (the md5 of a large npz file is
 computed once per file, through the same verified-md5 cache a run uses).
@@ -88,13 +89,16 @@ class _Lookups:
 
     # -- data ---------------------------------------------------------------------------
 
-    def data(self, dataset: str, size: int) -> str | None:
+    def data(self, dataset: str, size: int, options: Mapping[str, Any] | None = None) -> str | None:
         from medaug.data.medmnist import DATASETS_2D
 
         if dataset in DATASETS_2D:
             return self.once(("medmnist", dataset, size), lambda: self._medmnist(dataset, size))
         if dataset.startswith("covid19-radiography"):
-            return self.once(("covid", dataset), lambda: self._covid(dataset))
+            crop = (options or {}).get("lung_crop", True) is not False
+            return self.once(("covid", dataset, crop), lambda: self._covid(dataset, crop))
+        if dataset == "folder":
+            return self.once(("folder", repr(sorted((options or {}).items()))), lambda: self._folder(options))
         if dataset == "isic2019":
             return self.once(("isic",), self._isic)
         return None
@@ -125,7 +129,7 @@ class _Lookups:
         verify_md5(path, expected)  # raises a one-line MedaugError on a mismatch
         return None
 
-    def _covid(self, dataset: str) -> str | None:
+    def _covid(self, dataset: str, lung_crop: bool = True) -> str | None:
         from medaug.data.covid import CLASS_SUBSETS, DATASET_NAMES, dataset_dir
 
         subset = next(s for s, name in DATASET_NAMES.items() if name == dataset)
@@ -138,7 +142,19 @@ class _Lookups:
         if absent:
             folders = ", ".join(str(folder / c / "images") for c in absent)
             return f"COVID-19 Radiography data: no PNG images in {folders}"
+        no_masks = [cls for cls in CLASS_SUBSETS[subset] if lung_crop and not _has_png(folder / cls / "masks")]
+        if no_masks:
+            folders = ", ".join(str(folder / c / "masks") for c in no_masks)
+            return (f"COVID-19 Radiography data: no lung masks in {folders} (data option lung_crop=false "
+                    "resizes whole images)")
         return None
+
+    def _folder(self, options: Mapping[str, Any] | None) -> str | None:
+        """The class-folder tree scanned and split as the run would, without decoding an image."""
+        from medaug.data.folder_source import folder_problem
+        from medaug.data.sources import data_source
+
+        return folder_problem(data_source("folder").check_options(options), self.root)
 
     def _isic(self) -> str | None:
         from medaug.data.sources import ISIC_CSV, ISIC_IMAGES
@@ -181,7 +197,7 @@ def cell_inputs(study: Study, cell: Cell, lookups: _Lookups) -> list[str]:
     default = ExperimentSpec(dataset="x")
     missing: list[str] = []
     for spec in _variants(study, cell):
-        problem = lookups.data(spec["dataset"], int(spec.get("size", default.size)))
+        problem = lookups.data(spec["dataset"], int(spec.get("size", default.size)), spec.get("data_options"))
         if problem:
             missing.append(problem)
         if spec.get("pretrained") is True:
