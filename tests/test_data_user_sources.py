@@ -270,7 +270,7 @@ def test_covid_without_masks_needs_lung_crop_false_and_the_row_records_it(tmp_pa
     np.testing.assert_array_equal(loaded.splits.test.images[0, 0], expected)
 
 
-def test_lung_crop_default_keeps_specs_and_keys_and_never_shares_a_cache_entry(tmp_path: Path) -> None:
+def test_lung_crop_default_keeps_specs_and_keys_and_never_shares_a_cache_entry(tmp_path: Path, capsys) -> None:
     """The option at its default leaves data_options (and so run ids) as they were; cropped and
     whole-image pools are distinct cache entries; with masks present the crop is still the default."""
     source = data_source("covid19-radiography")
@@ -305,6 +305,10 @@ def test_lung_crop_default_keeps_specs_and_keys_and_never_shares_a_cache_entry(t
     assert "no mask of any of its 6 images" in one_line_error(covid.load_covid, tree, **kw)
     assert "lung_crop=false" in one_line_error(covid.prepare_covid, tree, size=16, cache_dir=cache)
     assert covid.prepare_covid(tree, size=16, cache_dir=cache, lung_crop=False)[1].usable == 6
+    assert main(["data", "covid-prepare", "--data-root", str(tree), "--size", "16", "--cache-dir", str(cache),
+                 "--workers", "1", "--no-lung-crop"]) == 0
+    printed = capsys.readouterr().out
+    assert "16 px, whole images (no lung crop)" in printed and "Normal" in printed and "found" in printed
 
 
 def test_covid_dry_run_names_missing_masks_unless_lung_crop_is_false(tmp_path: Path, capsys) -> None:

@@ -111,6 +111,8 @@ def _configure_covid_prepare(p: argparse.ArgumentParser) -> None:
                    help="cache folder (default: $XDG_CACHE_HOME/medaug/covid, else ~/.cache/medaug/covid); "
                         "trials read the default one")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
+    p.add_argument("--no-lung-crop", dest="lung_crop", action="store_false",
+                   help="a copy without masks: resize whole images (the cache of trials with lung_crop: false)")
     p.set_defaults(handler=covid_prepare_command)
 
 
@@ -126,10 +128,12 @@ def covid_prepare_command(args: argparse.Namespace) -> int:
         raise MedaugError(f"--workers {args.workers}: expected an integer >= 1")
     classes = args.classes if args.classes in CLASS_SUBSETS else [c.strip() for c in args.classes.split(",")]
     t0 = time.perf_counter()
-    prepared = prepare_covid(args.data_root, classes, args.size, cache_dir=args.cache_dir, workers=args.workers)
+    prepared = prepare_covid(args.data_root, classes, args.size, cache_dir=args.cache_dir, workers=args.workers,
+                             lung_crop=args.lung_crop)
     cache = args.cache_dir or default_cache_dir()
     out = sys.stdout
-    out.write(f"COVID-19 Radiography at {dataset_dir(args.data_root)}, {args.size} px, cache {cache}\n")
+    crop = "lung crop" if args.lung_crop else "whole images (no lung crop)"
+    out.write(f"COVID-19 Radiography at {dataset_dir(args.data_root)}, {args.size} px, {crop}, cache {cache}\n")
     out.write(f"  {'class':<16}{'images':>8}{'usable':>8}{'skipped':>9}  cache\n")
     for c in prepared:
         out.write(f"  {c.name:<16}{c.images:>8}{c.usable:>8}{len(c.skipped):>9}  "

@@ -51,7 +51,7 @@ def _add_fit(group: argparse._SubParsersAction) -> None:
                                      "checkpoints every epoch in OUT/checkpoint, loss tables and figures in OUT.")
     p.add_argument("--dataset", required=True,
                    help="a registered data set: a MedMNIST 2D set (e.g. breastmnist), covid19-radiography, "
-                        "covid19-radiography-4class, isic2019")
+                        "covid19-radiography-4class, isic2019, folder (a class-folder tree: --data-option root=DIR)")
     p.add_argument("--generator", required=True,
                    help="cvae, jvae, cgan, dcgan, cwgan-gp, vaegan, stylegan2ada, edm, ... "
                         "(see `medaug generator list`)")

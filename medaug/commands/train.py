@@ -14,7 +14,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.description = ("Train one classifier (a recipe's values, seed 000's by default) and write "
                      "OUT/results/<run_id>.parquet.")
     p.add_argument("--dataset", required=True,
-                   help="MedMNIST 2D name (e.g. breastmnist), covid19-radiography[-4class] or isic2019")
+                   help="MedMNIST 2D name (e.g. breastmnist), covid19-radiography[-4class], isic2019, or folder "
+                        "(any root/<class>/<image> tree: --data-option root=DIR)")
     p.add_argument("--size", type=int, default=28, help="image size (MedMNIST: 28, 64, 128 or 224)")
     p.add_argument("--recipe", default=None,
                    help="training preset: seed000 (default), medmnist-v2 or fast (medaug/train/recipes.py); "
