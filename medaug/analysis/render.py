@@ -3,7 +3,9 @@
 A `Cell` carries numbers (a `Summary`: mean, std, n) or plain text, plus whether it
 is the best of its row (bold, as seed 000 marks the best result per dataset) and a
 significance mark against the row's baseline ("up"/"down": significantly better /
-worse after Holm). Renderers format the numbers; the numbers stay available
+worse after Holm), a dagger when that mark rests on fewer than 5 matched seeds
+(`fragile`), and the comparison's minimum detectable effect (`detectable`, shown as
+"[MDE x]"). Renderers format the numbers; the numbers stay available
 (`Table.to_frame`) so tests and users check values, not strings.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from medaug.analysis.stats import Summary
+from medaug.analysis.stats import FRAGILE_MARK, Summary, format_detectable
 
 MARKS = {"up": "↑", "down": "↓", "": ""}
 LATEX_MARKS = {"up": r"$^{\uparrow}$", "down": r"$^{\downarrow}$", "": ""}
@@ -34,6 +36,15 @@ class Cell:
     scale: float = 100.0
     digits: int = 2
     detail: str = ""  # e.g. the comparison behind a mark, for CSV/long form
+    fragile: bool = False  # the mark (or claim) rests on fewer than 5 matched seeds: shown as a dagger
+    detectable: float | None = None  # the comparison's minimum detectable effect, shown x `scale`
+
+    def marks(self, arrows: dict[str, str] | None = None) -> str:
+        """What follows the number: the arrow, the fragile dagger, the detectable effect."""
+        text = (MARKS if arrows is None else arrows).get(self.mark, "") + (FRAGILE_MARK if self.fragile else "")
+        if self.detectable is not None:
+            text += f" [MDE {format_detectable(self.detectable, self.scale)}]"
+        return text
 
     def plain(self, pm: str = "±") -> str:
         if self.value is None:
@@ -82,7 +93,7 @@ class Table:
             return s.replace("|", r"\|").replace("\n", " ")
 
         def fmt(c: Cell) -> str:
-            s = esc(c.plain()) + MARKS.get(c.mark, "")
+            s = esc(c.plain() + c.marks())
             return f"**{s}**" if c.bold else s
 
         lines = [f"**{esc(self.title)}**", ""]
@@ -98,7 +109,8 @@ class Table:
         """A booktabs `table` environment (needs \\usepackage{booktabs})."""
 
         def fmt(c: Cell) -> str:
-            s = latex_escape(c.plain(pm="\x00")).replace("\x00", r"$\pm$") + LATEX_MARKS.get(c.mark, "")
+            s = latex_escape(c.plain(pm="\x00")).replace("\x00", r"$\pm$") + LATEX_MARKS.get(c.mark, "") + \
+                latex_escape(c.marks({}))
             return rf"\textbf{{{s}}}" if c.bold else s
 
         if not self.rows:
@@ -121,11 +133,11 @@ class Table:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow([self.row_header, *self.header])
         for label, cells in self.rows:
-            w.writerow([label, *(c.plain() + MARKS.get(c.mark, "") for c in cells)])
+            w.writerow([label, *(c.plain() + c.marks() for c in cells)])
         return buf.getvalue()
 
     def to_frame(self) -> pd.DataFrame:
-        """Long form, one line per cell: row, column, mean, std, n, text, bold, mark, detail."""
+        """Long form, one line per cell: row, column, mean, std, n, text, bold, mark, fragile, detectable, detail."""
         recs = []
         for label, cells in self.rows:
             for h, c in zip(self.header, cells):
@@ -133,14 +145,15 @@ class Table:
                 recs.append({
                     "table": self.key, "row": label, "column": h,
                     "mean": v.mean if v else math.nan, "std": v.std if v else math.nan, "n": v.n if v else 0,
-                    "text": c.plain(), "bold": c.bold, "mark": c.mark, "detail": c.detail,
+                    "text": c.plain(), "bold": c.bold, "mark": c.mark, "fragile": c.fragile,
+                    "detectable": c.detectable if c.detectable is not None else math.nan, "detail": c.detail,
                 })
         return pd.DataFrame.from_records(recs, columns=["table", "row", "column", "mean", "std", "n", "text", "bold",
-                                                        "mark", "detail"])
+                                                        "mark", "fragile", "detectable", "detail"])
 
     def to_html(self) -> str:
         def fmt(c: Cell) -> str:
-            s = html.escape(c.plain()) + html.escape(MARKS.get(c.mark, ""))
+            s = html.escape(c.plain() + c.marks())
             attrs = f' title="{html.escape(c.detail)}"' if c.detail else ""
             attrs += ' class="num"' if c.value is not None else ' class="l"'
             inner = f"<strong>{s}</strong>" if c.bold else s
@@ -166,7 +179,7 @@ class Table:
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
                   "±": r"$\pm$", "·": r"$\cdot$", "—": "---", "–": "--", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
-                  "≥": r"$\geq$", "≤": r"$\leq$", "−": "-"}
+                  "≥": r"$\geq$", "≤": r"$\leq$", "−": "-", "†": r"$^{\dagger}$", "∞": r"$\infty$"}
 
 
 def latex_escape(text: str) -> str:

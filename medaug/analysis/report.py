@@ -32,7 +32,7 @@ from medaug.analysis import plots
 from medaug.analysis.load import Results, load_results
 from medaug.analysis.methods import slug
 from medaug.analysis.render import Table
-from medaug.analysis.stats import StatsOptions
+from medaug.analysis.stats import StatsOptions, power_text
 from medaug.analysis.tables import Grid, best_methods, build_tables, gains, impossible_comparisons
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write, check_writable
@@ -315,6 +315,7 @@ def statistics_text(opts: StatsOptions) -> list[str]:
         "and at least 2 seeds are matched. A comparison with fewer matched seeds is shown but marked untestable.",
         f"Confidence intervals of the mean difference: percentile bootstrap over matched seeds, {opts.n_boot} "
         f"resamples, RNG seed {opts.boot_seed}, {opts.confidence * 100:g}% level.",
+        *power_text(opts),
         "ACC and AUC follow MedMNIST's evaluator semantics as recorded in the rows; values are shown in %.",
     ]
 

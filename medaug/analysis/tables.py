@@ -11,6 +11,8 @@ Forms (seed file in brackets):
   augmentation for binary tasks, from the test confusion matrices.
 - `per_class_<context>` [002, Tables 2-3]: per-class precision / recall / F1 before
   (baseline) and after augmentation.
+- `generator_confidence` [001, Table 2] and `generator_fidelity`: from generator-evaluation
+  rows (`medaug.analysis.generator_tables`; a generator study's folder has only these).
 
 Every number cell is mean +- std over seeds with the seed count; the best mean per
 dataset is bold. Claims ("improved", arrows) follow `medaug.analysis.stats`: paired
@@ -31,7 +33,8 @@ import pandas as pd
 from medaug.analysis.load import Results
 from medaug.analysis.methods import BASELINE_LABEL, contexts, methods_in, slug
 from medaug.analysis.render import Cell, Table
-from medaug.analysis.stats import Comparison, StatsOptions, Summary, decide, paired_compare, summarize
+from medaug.analysis.stats import (FRAGILE_MARK, POWER, Comparison, StatsOptions, Summary, decide, detectable_note,
+                                   format_detectable, fragile_note, paired_compare, summarize)
 
 METRIC_COLUMNS = {"acc": "test_acc", "auc": "test_auc"}
 METRIC_NAMES = {"acc": "ACC", "auc": "AUC"}
@@ -106,6 +109,8 @@ def _bold_best(cells: Sequence[Cell], lower_is_better: bool = False) -> None:
 def _mark(cell: Cell, comp: Comparison) -> None:
     cell.mark = {"improved": "up", "worse": "down"}.get(comp.verdict, "")
     cell.detail = comp.describe()
+    cell.fragile = comp.fragile
+    cell.detectable = comp.detectable
 
 
 def _legend(opts: StatsOptions, n_family: int, baseline: str, what: str = "test ACC") -> str:
@@ -113,6 +118,11 @@ def _legend(opts: StatsOptions, n_family: int, baseline: str, what: str = "test 
     return (f"↑/↓: {what} significantly better/worse than {baseline} ({test} over matched seeds, Holm-corrected "
             f"over the {n_family} comparison(s) of this table, alpha {opts.alpha:g}); no arrow: not significant or "
             "untestable. Claims need at least 2 matched seeds.")
+
+
+def _power_notes(opts: StatsOptions, n_family: int) -> list[str]:
+    """The legend lines of the fragile mark and of the minimum detectable effect."""
+    return [fragile_note(), detectable_note(opts, n_family)] if n_family else []
 
 
 CELL_LEGEND = "Cells: mean ± std over seeds (n = number of seeds), in %. Bold: best mean per dataset."
@@ -179,8 +189,8 @@ def table2(grid: Grid, opts: StatsOptions | None = None) -> Table:
     comparisons = [(ctx, m, c) for (ctx, m, _), c in zip(comparisons, decided)]
     for ctx, method, comp in comparisons:
         _mark(cell_of[(ctx, method)], comp)
-    table.notes = [CELL_LEGEND, _legend(opts, sum(c.verdict != "untestable" for *_, c in comparisons),
-                                        "no GDA or WRS")]
+    n_tested = sum(c.verdict != "untestable" for *_, c in comparisons)
+    table.notes = [CELL_LEGEND, _legend(opts, n_tested, "no GDA or WRS"), *_power_notes(opts, n_tested)]
     if geos:
         table.notes.append("GDA = " + ", ".join(geos))
     table.notes += notes + _untestable_notes(comparisons) + grid.notes
@@ -271,7 +281,7 @@ def table_generators(grid: Grid, wrs: bool, opts: StatsOptions | None = None, ge
                     f"{short[m]}: {c.describe()}" for m, c in mine)))
         table.rows.append((ctx, cells))
     n_tested = sum(c.verdict != "untestable" for *_, c in comps)
-    table.notes = [CELL_LEGEND, _legend(opts, n_tested, "no GDA (same WRS setting)"),
+    table.notes = [CELL_LEGEND, _legend(opts, n_tested, "no GDA (same WRS setting)"), *_power_notes(opts, n_tested),
                    "'Improved' names the generators whose test ACC is significantly higher than the baseline's; "
                    "'No (n.s.)' means no significant difference."]
     table.notes += notes + [f"{ctx}: {m}{' (vs GDA)' if k == 'gda' else ''} cannot be tested: {c.reason}"
@@ -280,9 +290,10 @@ def table_generators(grid: Grid, wrs: bool, opts: StatsOptions | None = None, ge
 
 
 def _improved_text(items: Sequence[tuple[str, Comparison]], short: Mapping[str, str]) -> str:
-    improved = [short[m] for m, c in items if c.verdict == "improved"]
-    worse = [short[m] for m, c in items if c.verdict == "worse"]
+    improved = [short[m] + (FRAGILE_MARK if c.fragile else "") for m, c in items if c.verdict == "improved"]
+    worse = [short[m] + (FRAGILE_MARK if c.fragile else "") for m, c in items if c.verdict == "worse"]
     tested = [m for m, c in items if c.verdict != "untestable"]
+    mdes = sorted(c.detectable for m, c in items if c.verdict != "untestable" and c.detectable is not None)
     untestable = [(short[m], c.reason) for m, c in items if c.verdict == "untestable"]
     parts = []
     if improved:
@@ -292,6 +303,10 @@ def _improved_text(items: Sequence[tuple[str, Comparison]], short: Mapping[str, 
     if untestable:
         reasons = sorted({r for _, r in untestable})
         parts.append("untestable: " + ", ".join(n for n, _ in untestable) + f" ({'; '.join(reasons)})")
+    if mdes:  # the smallest gains these comparisons could detect, as the number cells show them
+        span = format_detectable(mdes[0]) if mdes[0] == mdes[-1] else \
+            f"{format_detectable(mdes[0])}–{format_detectable(mdes[-1])}"
+        parts.append(f"[MDE {span}]")
     return "; ".join(parts) if parts else "—"
 
 
@@ -321,7 +336,7 @@ def table5(grid: Grid, opts: StatsOptions | None = None) -> Table:
     """Seed 000 Table 5 form: best configuration per dataset (by mean test ACC) and its gain over no GDA/WRS."""
     opts = opts or StatsOptions()
     header = ["Best configuration", "ACC", "AUC", "Baseline ACC", "ACC gain over no GDA/WRS (pp)",
-              f"{opts.confidence * 100:g}% CI (pp)", "p (Holm)", "Verdict"]
+              f"{opts.confidence * 100:g}% CI (pp)", "p (Holm)", f"MDE (pp, power {POWER:g})", "Verdict"]
     table = Table("table5", "Best model per dataset, based on mean test accuracy (seed 000 Table 5 form)",
                   "Dataset", header)
     best = best_methods(grid)
@@ -342,6 +357,7 @@ def table5(grid: Grid, opts: StatsOptions | None = None) -> Table:
         auc = grid.summary(ctx, m, "test_auc")
         base = grid.summary(ctx, BASELINE_LABEL, "test_acc") if grid.has(ctx, BASELINE_LABEL) else None
         comp = by_ctx.get(ctx)
+        mde = Cell(text="—")
         if base is None:
             gain, ci, p, verdict = Cell(text="— (no baseline runs)"), Cell(text="—"), Cell(text="—"), Cell(text="—")
         elif m == BASELINE_LABEL:
@@ -356,17 +372,20 @@ def table5(grid: Grid, opts: StatsOptions | None = None) -> Table:
             else:
                 ci = Cell(text=f"[{comp.ci_low * 100:+.2f}, {comp.ci_high * 100:+.2f}]")
                 p = Cell(text=f"{comp.p_holm:.3g}")
+                if comp.detectable is not None:
+                    mde = Cell(text=format_detectable(comp.detectable), detail=comp.describe())
                 verdict = Cell(text={"improved": "improved", "worse": "worse",
-                                     "n.s.": "not significant"}[comp.verdict])
+                                     "n.s.": "not significant"}[comp.verdict], fragile=comp.fragile)
         table.rows.append((ctx, [Cell(text=m), Cell(acc, bold=True), Cell(auc), Cell(base) if base else Cell(text="—"),
-                                 gain, ci, p, verdict]))
+                                 gain, ci, p, mde, verdict]))
     table.notes = [CELL_LEGEND.replace(" Bold: best mean per dataset.", ""),
                    "Gain: mean over matched seeds of (best - baseline) test ACC, in percentage points; CI: percentile "
                    f"bootstrap ({opts.n_boot} resamples, seed {opts.boot_seed}); p: "
                    f"{'paired t-test' if opts.test == 't' else 'Wilcoxon signed-rank'}, Holm-corrected over the "
                    f"{sum(c.verdict != 'untestable' for c in decided)} dataset(s) of this table, alpha {opts.alpha:g}.",
                    "The best configuration is chosen on the same test results it is scored on, so its gain is "
-                   "optimistic (selection bias); the test does not correct for that choice."]
+                   "optimistic (selection bias); the test does not correct for that choice.",
+                   *_power_notes(opts, sum(c.verdict != 'untestable' for c in decided))]
     table.notes += notes + [f"{ctx}: {c.label.split(': ', 1)[-1]} cannot be tested: {c.reason}"
                             for ctx, c in by_ctx.items() if c.verdict == "untestable"] + grid.notes
     return table
@@ -517,8 +536,8 @@ def table_per_class(grid: Grid, ctx: str, methods: Sequence[str] | None = None,
         _mark(table.rows[k][1][cols.index(m) * 3 + 2], comp)
     table.notes = [CELL_LEGEND.replace("Bold: best mean per dataset.", "Bold: best mean per class and metric.")]
     if has_base:
-        table.notes.append(_legend(opts, sum(c.verdict != "untestable" for c in decided), "no GDA/WRS",
-                                   what="per-class F1"))
+        n_tested = sum(c.verdict != "untestable" for c in decided)
+        table.notes += [_legend(opts, n_tested, "no GDA/WRS", what="per-class F1"), *_power_notes(opts, n_tested)]
     else:
         table.notes.append(_no_baseline_note(ctx, "no GDA, no WRS, no synthetic set") + "; no 'before' columns")
     return table
@@ -599,4 +618,10 @@ def build_tables(results: Results, options: StatsOptions | None = None, *, posit
             methods = None if per_class == "all" else [best[ctx]] if ctx in best else []
             t = table_per_class(grid, ctx, methods, opts)
             tables[t.key] = t
+    if results.generator_eval is not None:  # seed 001's confidence table and generator fidelity
+        from medaug.analysis.generator_tables import generator_tables
+
+        if results.rows.empty:  # a generator study's folder: no classifier rows, no classifier tables
+            tables = {}
+        tables.update(generator_tables(results.generator_eval))
     return tables
