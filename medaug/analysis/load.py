@@ -23,7 +23,9 @@ not skipped: the whole command stops with one line naming the first such file an
 more there are, so that no reader ever counts rows another one does not.
 
 Generator-evaluation rows (`OUT/generator-eval/*.parquet`, issue 4) are read by
-`load_generator_eval`, tolerating their absence and missing columns.
+`load_generator_eval`, tolerating their absence and missing columns; finished rows only
+(a generator study's stopped or failed trials have no metrics). A folder holding only
+evaluations (a generator study's OUT) loads with no classifier rows.
 """
 
 from __future__ import annotations
@@ -275,11 +277,25 @@ def load_results(paths: Sequence[str | Path] | str | Path, *, with_generator_eva
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    read = read_result_rows(paths)
-    rows, notes = annotate(read.table.to_pandas())
     gen_eval = load_generator_eval(paths) if with_generator_eval else None
+    if gen_eval is not None and not _has_result_files(paths):  # a generator study: evaluations, no classifier rows
+        read = ResultRows(table=SCHEMA.empty_table(), files=[])
+    else:
+        read = read_result_rows(paths)
+    rows, notes = annotate(read.table.to_pandas())
     return Results(rows=rows, sources=tuple(Path(p) for p in paths), n_files=len(read.files),
                    messages=read.messages + notes, generator_eval=gen_eval)
+
+
+def _has_result_files(paths: Sequence[str | Path]) -> bool:
+    """Whether `paths` hold classifier result rows (a generator study's OUT holds none)."""
+    try:
+        result_files(paths)
+    except MedaugError as exc:
+        if "no result files" in str(exc):
+            return False
+        raise
+    return True
 
 
 def _int64_array(values: list[int]) -> pa.Array:
@@ -355,4 +371,8 @@ def load_generator_eval(paths: Sequence[str | Path] | str | Path) -> pd.DataFram
     if "schema_version" in df.columns:  # rows before generator-eval schema 3 trained seed 000's protocol
         old = pd.to_numeric(df["schema_version"], errors="coerce").fillna(0) < 3
         df.loc[old & df["recipe"].isna(), "recipe"] = "seed000"
+    if "status" in df.columns:  # a generator study's stopped (ASHA) or failed trials carry no metrics
+        df = df[df["status"].isna() | (df["status"] == "finished")].reset_index(drop=True)
+        if df.empty:
+            return None
     return df
