@@ -349,7 +349,15 @@ def _summary_line(res: Results) -> str:
     seeds = sorted({int(s) for s in fin["seed"].dropna()}) if not fin.empty else []
     return (f"{len(res.rows)} runs ({_status_counts(res)}) from {res.n_files} file(s) in "
             f"{', '.join(str(s) for s in res.sources)}; datasets: {', '.join(sorted(set(res.rows['dataset'])))}; "
-            f"seeds: {', '.join(map(str, seeds)) or '—'}.")
+            f"seeds: {', '.join(map(str, seeds)) or '—'}." + _generator_eval_line(res))
+
+
+def _generator_eval_line(res: Results) -> str:
+    ev = res.generator_eval
+    if ev is None or ev.empty:
+        return ""
+    return (f" {len(ev)} generator evaluation(s) of {', '.join(sorted(set(ev['generator'].astype(str))))} on "
+            f"{', '.join(sorted(set(ev['dataset'].astype(str))))}.")
 
 
 def _markdown(res: Results, title: str, tables: dict[str, Table], figures: list[plots.RenderedFigure],
