@@ -19,7 +19,11 @@ One fit (`run_fit_job`):
      killed sweep rerun with --make-synthetic continues the fit, and a finished one
      is not trained again;
   3. writes each missing set with `medaug.generators.synthesize.synthesize` (seed:
-     the study's `synthetic.seed`, default 0); a set that exists is never remade.
+     the study's `synthetic.seed`, default 0); a set that exists is never remade;
+  4. evaluates the checkpoint with `generator eval` (the study's `eval:` options; `eval:
+     false` skips it) into OUT/generator-eval/, so the study's report draws the
+     fidelity-vs-utility figure with no separate step; an evaluation that exists is not
+     redone, and one that fails is reported without failing the fit.
 It writes `fit-result.json` (ok, or the one-line error) into its folder.
 
 Where fits run: on the local executor, each in a plain subprocess of the driver
@@ -102,6 +106,9 @@ class FitJob:
     verify_md5: bool = True
     device: str | None = None
     threads: int = 1
+    eval_options: dict[str, Any] | None = None  # None: not evaluated
+    eval_out: str | None = None  # the study's OUT (rows in OUT/generator-eval/)
+    study: str = ""
 
     @property
     def key(self) -> str:
@@ -177,7 +184,8 @@ def plan_fits(study: Study, out_dir: str | Path, *, data_root: str | Path | None
             fit_dir=str(fit_folder(out_dir, dataset, size, entry["options"], generator)),
             sets=tuple(entry["sets"].values()), synthesize_seed=study.synthesize_seed,
             data_root=str(data_root) if data_root is not None else None, verify_md5=verify_md5, device=device,
-            threads=threads))
+            threads=threads, study=study.name, eval_out=str(out_dir),
+            eval_options=dict(study.eval_options) if study.eval_options is not None else None))
     return plan
 
 
@@ -241,8 +249,33 @@ def run_fit_job(job: FitJob | dict[str, Any]) -> dict[str, Any]:
         result = synthesize(ckpt, strategy, job.synthesize_seed, s.store, group=s.group, splits=splits,
                             device=job.device or "auto", verify_md5=job.verify_md5)
         made.append(result.ref)
+    evaluated, eval_error = evaluate_fit(job, ckpt, splits, gen)
     return {"ok": True, "checkpoint": str(ckpt), "resumed": resume, "epochs": gen.epoch, "made": made,
-            "kept": kept, "seconds": round(time.perf_counter() - t0, 2)}
+            "kept": kept, "seconds": round(time.perf_counter() - t0, 2), "evaluated": evaluated,
+            "eval_error": eval_error}
+
+
+def evaluate_fit(job: FitJob, ckpt: Path, splits: Any, gen: Any) -> tuple[str | None, str | None]:
+    """`generator eval` of a fitted checkpoint into the study's OUT/generator-eval/:
+    (eval_id, None), (None, None) when switched off or already there, or (None, one-line error)."""
+    if job.eval_options is None or not job.eval_out:
+        return None, None
+    from medaug.generators.evaluate import evaluate_generator
+    from medaug.sweep.generator_study import make_eval_options
+
+    extra = {"study": job.study, "status": "finished", "fit_epochs": int(gen.epoch),
+             "generator_config": json.dumps(gen.config.to_dict(), sort_keys=True)}
+    try:
+        options = make_eval_options(job.eval_options, device=job.device or "auto", overwrite=False)
+        row = evaluate_generator(ckpt, job.eval_out, options, splits=splits, verify_md5=job.verify_md5,
+                                 extra_columns=extra)
+    except MedaugError as exc:
+        if "this evaluation exists" in str(exc):
+            return None, None
+        return None, one_line(exc)
+    except Exception as exc:  # noqa: BLE001 - the sets are made: an evaluation failure is reported, not fatal
+        return None, one_line(exc)
+    return str(row["eval_id"]), None
 
 
 def set_exists(store: str | Path, group: str) -> bool:
@@ -309,6 +342,8 @@ class SlurmFit(submitit.helpers.Checkpointable):
 class StageOutcome:
     made: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (fit key, error)
+    evaluated: list[str] = field(default_factory=list)  # eval ids written to OUT/generator-eval/
+    eval_failed: list[tuple[str, str]] = field(default_factory=list)  # (fit key, error)
 
 
 def make_synthetic_sets(study: Study, executor: str, out_dir: Path, say, *, site: Any = None,
@@ -348,6 +383,12 @@ def make_synthetic_sets(study: Study, executor: str, out_dir: Path, say, *, site
             say(f"made {', '.join(result.get('made') or ['nothing new'])} with {job.key} "
                 f"({result.get('epochs')} epochs{', resumed' if result.get('resumed') else ''}, "
                 f"{result.get('seconds', 0):.1f} s)")
+            if result.get("evaluated"):
+                outcome.evaluated.append(result["evaluated"])
+                say(f"evaluated {job.key}: {Path(job.eval_out or '') / 'generator-eval' / result['evaluated']}.parquet")
+            elif result.get("eval_error"):
+                outcome.eval_failed.append((job.key, result["eval_error"]))
+                say(f"generator eval of {job.key} failed: {result['eval_error']} (its sets are made)")
         else:
             error = result.get("error", "no result")
             outcome.failed.append((job.key, error))
