@@ -140,14 +140,14 @@ def eval_options(doc: Doc, value: Any, where: str = "eval") -> dict[str, Any]:
     return m
 
 
-def make_eval_options(values: Mapping[str, Any], device: str | None = "auto"):
-    """`EvalOptions` from a study's `eval:` mapping (overwrite on: a trial redoes an eval it lost)."""
+def make_eval_options(values: Mapping[str, Any], device: str | None = "auto", overwrite: bool = True):
+    """`EvalOptions` from a study's `eval:` mapping (overwrite on by default: a trial redoes an eval it lost)."""
     from medaug.generators.evaluate import EvalOptions
 
     v = dict(values)
     sampling = {k: v.pop(k) for k in ("steps", "guidance") if k in v}
     overrides = v.pop("recipe_set", {}) or {}
-    return EvalOptions(**v, recipe_overrides=dict(overrides), sampling=sampling, device=device, overwrite=True)
+    return EvalOptions(**v, recipe_overrides=dict(overrides), sampling=sampling, device=device, overwrite=overwrite)
 
 
 def load_generator_study(doc: Doc) -> GeneratorStudy:
@@ -450,7 +450,7 @@ def validation_fd(gen: Any, val: Any, n: int = VAL_FD_N, side: int = VAL_FD_SIDE
     import torch.nn.functional as F
 
     from medaug.generators.evaluate import generate
-    from medaug.metrics.generative import frechet_distance
+    from medaug.metrics.generative import frechet_distance_gaussians
 
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(val), min(n, len(val)), replace=False))
@@ -461,7 +461,9 @@ def validation_fd(gen: Any, val: Any, n: int = VAL_FD_N, side: int = VAL_FD_SIDE
         x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(127.5).sub_(1.0)
         return F.adaptive_avg_pool2d(x, side).flatten(1).double().numpy()
 
-    return float(frechet_distance(features(val.images[idx]), features(fake)))
+    real, gen_f = features(val.images[idx]), features(fake)
+    return frechet_distance_gaussians(real.mean(0), np.atleast_2d(np.cov(real, rowvar=False)), gen_f.mean(0),
+                                      np.atleast_2d(np.cov(gen_f, rowvar=False)))
 
 
 class EpochReports:
