@@ -222,7 +222,7 @@ def test_synthesize_drop_near_copies_refusals(tmp_path, fitted, monkeypatch, cap
             "--drop-near-copies"]
     assert cli.main(base) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "after 8 extra draws" in err[0] and "nothing was written" in err[0]
+    assert len(err) == 1 and "after 48 draws (the limit: max_draws 8 x 6" in err[0] and "nothing was written" in err[0]
     from medaug.generators.synthesize import checkpoint_content_hash
 
     unfiltered = f"class-mean-noise-breastmnist-per-class-s3-{checkpoint_content_hash(ckpt)[:8]}"

@@ -34,7 +34,32 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drop-near-copies", action="store_true",
                    help="drop samples that are near-copies of a train image (nearest < 1/3 x 50th nearest in its "
                         "class, pixel space) and draw more until each class is full (at most 8 extra draws, else "
-                        "exit 2); default group name ends in -nocopies. Without it the share is only recorded")
+                        "exit 2); default group name ends in -nocopies. Without it the share is only recorded. "
+                        "The same as --filter near-copy")
+    f = p.add_argument_group("filter (medaug/generators/filters.py): keep only samples that pass, draw until each "
+                             "class is full; the default group name ends in the filter's tag")
+    f.add_argument("--filter", dest="filter_kind", default=None, choices=("confidence", "realism", "near-copy"),
+                   help="confidence: p(label) >= T under a classifier of the real train split; realism: "
+                        "Kynkaanniemi et al. 2019 realism score >= T (default 1: inside the real k-NN manifold "
+                        "of the class, in that classifier's features); near-copy: drop near-copies (T: ratio, "
+                        "default 1/3)")
+    f.add_argument("--filter-threshold", type=float, default=None, metavar="T", help="the filter's threshold")
+    f.add_argument("--filter-k", type=int, default=None, metavar="K",
+                   help="k of the realism score's k-NN balls (default 3) or of the near-copy test (default 50)")
+    f.add_argument("--filter-classifier", default=None, metavar="FILE",
+                   help="classifier file of this data set (a state dict and its spec_json, as generator eval "
+                        "caches them in OUT/generator-eval/reference/*.pt), loaded with weights_only; without it "
+                        "one is trained by --filter-recipe")
+    f.add_argument("--filter-recipe", default="fast", choices=("fast", "seed000"),
+                   help="recipe of the classifier trained when no file is given (default fast)")
+    f.add_argument("--filter-recipe-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the fast recipe for that classifier (enters the group's tag)")
+    f.add_argument("--filter-cache", default=None, metavar="DIR",
+                   help="where a trained filter classifier is cached: DIR/generator-eval/reference/, shared with "
+                        "generator eval --out DIR (default: the store's folder)")
+    f.add_argument("--max-draws", type=float, default=8.0, metavar="F",
+                   help="draw at most F x the requested images of a class, else exit 2 with nothing written "
+                        "(default 8)")
     add_checkpoint_data_options(p)
     p.set_defaults(handler=run_synthesize)
 
@@ -56,13 +81,15 @@ def run_synthesize(args: argparse.Namespace) -> int:
     from medaug.generators.synthesize import synthesize
 
     meta = read_checkpoint_meta(args.checkpoint)
+    sample_filter = filter_of(args)
     strategy = Strategy(name=args.strategy, fraction=args.fraction,
                         classes=split_classes(args.classes, meta["class_names"]), count=args.count,
                         synthetic_per_real=args.synthetic_per_real)
     result = synthesize(args.checkpoint, strategy, args.seed, args.out, group=args.group, data_root=args.data_root,
                         device=args.device, verify_md5=args.verify_md5,
                         sampling={"steps": args.steps, "guidance": args.guidance},
-                        drop_near_copies=args.drop_near_copies)
+                        drop_near_copies=args.drop_near_copies, sample_filter=sample_filter,
+                        classifier_cache=args.filter_cache)
     counts = ", ".join(f"{name}: {c}" for name, c in zip(meta["class_names"], result.counts) if c)
     print(f"wrote {result.n} images ({counts}) to {result.ref} (set_id {result.set_id})")
     memo = result.provenance["memorisation"]
@@ -70,4 +97,35 @@ def run_synthesize(args: argparse.Namespace) -> int:
     share, base = (("n/a" if x is None else f"{x:.3f}") for x in (memo["near_copy_share"], memo["baseline_share"]))
     print(f"near-copies of train images (pixel space): {share} of the samples drawn, "
           f"train-to-train baseline {base}{dropped}")
+    record = result.provenance.get("filter")
+    if record is not None:
+        per_class = ", ".join(f"{name}: {a}/{d}" for name, a, d in zip(meta["class_names"],
+                              record["accepted_per_class"], record["drawn_per_class"]) if d)
+        clf = record.get("classifier") or {}
+        which = f", classifier {clf.get('classifier')} {clf.get('checkpoint_hash')}" if clf else ""
+        print(f"filter {record['kind']} (threshold {record['threshold']:.10g}{which}): accepted/drawn {per_class}")
     return 0
+
+
+def filter_of(args: argparse.Namespace):
+    """The --filter options as a FilterSpec (None without --filter); filter options without it are refused."""
+    from medaug.errors import MedaugError
+    from medaug.generators.filters import DEFAULT_MAX_DRAWS, FilterSpec
+
+    given = [name for name, value in (("--filter-threshold", args.filter_threshold), ("--filter-k", args.filter_k),
+                                      ("--filter-classifier", args.filter_classifier),
+                                      ("--filter-recipe-set", args.filter_recipe_set),
+                                      ("--filter-cache", args.filter_cache)) if value]
+    if args.filter_recipe != "fast":
+        given.append("--filter-recipe")
+    if args.filter_kind is None:
+        if given:
+            raise MedaugError(f"{given[0]}: needs --filter KIND")
+        if args.max_draws != DEFAULT_MAX_DRAWS and not args.drop_near_copies:
+            raise MedaugError("--max-draws: needs --filter KIND or --drop-near-copies")
+        return FilterSpec(kind="near-copy", max_draws=args.max_draws) if args.drop_near_copies else None
+    from medaug.commands.generator import parse_sets
+
+    return FilterSpec(kind=args.filter_kind, threshold=args.filter_threshold, k=args.filter_k,
+                      classifier=args.filter_classifier, recipe=args.filter_recipe,
+                      recipe_set=tuple(parse_sets(args.filter_recipe_set).items()), max_draws=args.max_draws)

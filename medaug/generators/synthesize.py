@@ -9,14 +9,16 @@ saw (content hash), derives per-class numbers from the train split's class count
 with the strategy (`medaug.generators.strategies`), samples (or, for
 interleave-reconstructions, reconstructs every train image in order), and writes the
 set with its provenance (`medaug.store.synthetic`). The provenance records the
-memorisation check of the images drawn (`medaug.generators.memorisation`, pixel
+memorisation check of the first draw (`medaug.generators.memorisation`, pixel
 space, within class: the share of near-copies of train images, the train-to-train
-baseline, the rule and k); with `drop_near_copies` (`--drop-near-copies`) those
-near-copies are dropped and replaced by further draws (at most `MAX_REDRAWS` rounds,
-seeds recorded) before the set is written, under a group name of its own. The check
-is in pixel space only: feature space needs `generator eval`'s reference classifier,
-trained for minutes, which a synthesis (or a study's) does not train. Every check runs before anything
-is written; the set appears whole or not at all. The provenance identifies the
+baseline, the rule and k). A request may carry a filter (`medaug.generators.filters`:
+classifier confidence, realism score, near-copy; `--drop-near-copies` is the near-copy
+filter): rejected samples are replaced by further draws, at most `max_draws` x the
+requested count per class, the counts and the filter's classifier recorded under
+`filter`, and the set is written under a group name ending in the filter's tag. The
+memorisation check is in pixel space only: feature space needs `generator eval`'s
+reference classifier, which an unfiltered synthesis does not train. Every check runs
+before anything is written; the set appears whole or not at all. The provenance identifies the
 checkpoint by its hashes and locates it by a path relative to the store's folder, never
 by a machine path (see `checkpoint_location`).
 """
@@ -35,6 +37,13 @@ import numpy as np
 
 from medaug.data.imageset import DatasetSplits, ImageSet
 from medaug.errors import MedaugError
+from medaug.generators.filters import (
+    FilterSpec,
+    PreparedFilter,
+    classifier_file_hash,
+    draw_filtered,
+)
+from medaug.generators.filters import prepare as prepare_filter
 from medaug.generators.strategies import Strategy, labels_for_counts
 from medaug.store.synthetic import (
     check_group_name,
@@ -43,10 +52,6 @@ from medaug.store.synthetic import (
     physical_memory,
     write_synthetic_set,
 )
-
-
-MAX_REDRAWS = 8  # extra sampling rounds that --drop-near-copies may take to refill the classes
-NO_COPIES_SUFFIX = "-nocopies"
 
 
 @dataclass(frozen=True)
@@ -105,60 +110,33 @@ def check_train_matches(meta: dict[str, Any], train: ImageSet, ckpt_dir: Path) -
 
 
 def default_group(generator: str, dataset: str, strategy: Strategy, seed: int, ckpt_hash: str,
-                  drop_near_copies: bool = False) -> str:
-    """GENERATOR-DATASET-STRATEGY-sSEED-HASH, with -nocopies when near-copies were dropped (never the same set)."""
-    return f"{generator}-{dataset}-{strategy.name}-s{seed}-{ckpt_hash[:8]}{NO_COPIES_SUFFIX if drop_near_copies else ''}"
+                  filter_tag: str | None = None) -> str:
+    """GENERATOR-DATASET-STRATEGY-sSEED-HASH, then -TAG of a filter (-nocopies, -conf0.9, ...: never the same set)."""
+    return f"{generator}-{dataset}-{strategy.name}-s{seed}-{ckpt_hash[:8]}{f'-{filter_tag}' if filter_tag else ''}"
 
 
-def redraw_seed(seed: int, round_: int) -> int:
-    """Seed of the `round_`-th extra draw (1, 2, ...) of --drop-near-copies: derived, never another set's seed."""
-    return int(np.random.SeedSequence([seed, round_]).generate_state(1)[0] >> 1)
-
-
-def memorisation_provenance(gen: Any, images: np.ndarray, labels: np.ndarray, counts: np.ndarray, train: ImageSet,
-                            seed: int, drop: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Check `images` for near-copies of train images; with `drop`, replace them by further draws.
-
-    Returns the images and labels to write and the provenance's `memorisation` record.
-    Raises MedaugError when MAX_REDRAWS extra draws leave a class short.
-    """
+def memorisation_record(images: np.ndarray, labels: np.ndarray, train: ImageSet, seed: int) -> dict[str, Any]:
+    """The provenance's `memorisation`: near-copies of train images among the first draw (pixel space,
+    within class), the train-to-train baseline, the rule and k."""
     from medaug.generators import memorisation as mem
 
     found, base = mem.check(images, train.images, sample_labels=labels, train_labels=train.labels, seed=seed)
     flagged = mem.summary(found, base, labels, train.num_classes)["near_copies_per_class"]
-    record: dict[str, Any] = {
+    return mem.plain({
         "space": "pixel", "rule": mem.describe(mem.NEAR_COPY_K, "class"), "k": mem.NEAR_COPY_K, "within": "class",
         "near_copy_share": found.share, "baseline_share": base.share, "near_copies_per_class": flagged,
-        "k_used": found.k_used, "dropped": drop,
-    }
-    if not drop:
-        return images, labels, mem.plain(record)
-    keep_images, keep_labels = [images[~found.near_copy]], [labels[~found.near_copy]]
-    dropped = np.asarray(flagged, dtype=np.int64)
-    seeds: list[int] = []
-    for round_ in range(1, MAX_REDRAWS + 1):
-        have = np.bincount(np.concatenate(keep_labels), minlength=train.num_classes)
-        missing = np.maximum(np.asarray(counts) - have, 0)
-        if not missing.any():
-            break
-        seeds.append(redraw_seed(seed, round_))
-        extra_labels = labels_for_counts(2 * missing)  # twice what is missing: fewer rounds when copies are common
-        extra = gen.sample(extra_labels, seeds[-1])
-        more = mem.nearest_train(extra, train.images, sample_labels=extra_labels, train_labels=train.labels)
-        dropped += np.bincount(extra_labels[more.near_copy], minlength=train.num_classes)
-        keep_images.append(extra[~more.near_copy])
-        keep_labels.append(extra_labels[~more.near_copy])
-    all_images, all_labels = np.concatenate(keep_images), np.concatenate(keep_labels)
-    rows = [np.flatnonzero(all_labels == c)[:n] for c, n in enumerate(counts)]
-    short = [(train.class_names[c], len(r), int(n)) for c, (r, n) in enumerate(zip(rows, counts)) if len(r) < n]
-    if short:
-        name, got, want = short[0]
-        raise MedaugError(f"--drop-near-copies: class {name!r} has {got} of {want} images that are not near-copies "
-                          f"after {MAX_REDRAWS} extra draws ({int(dropped.sum())} near-copies dropped); this "
-                          "generator copies its training images, nothing was written")
-    order = np.concatenate(rows)
-    record.update(dropped_per_class=dropped.tolist(), redraw_seeds=seeds)
-    return np.ascontiguousarray(all_images[order]), all_labels[order], mem.plain(record)
+        "k_used": found.k_used, "dropped": False,
+    })
+
+
+def resolve_filter(sample_filter: FilterSpec | None, drop_near_copies: bool) -> FilterSpec | None:
+    """The request's filter: `sample_filter`, or the near-copy filter `drop_near_copies` stands for."""
+    if not drop_near_copies:
+        return sample_filter
+    if sample_filter is not None and sample_filter.kind != "near-copy":
+        raise MedaugError(f"--drop-near-copies and --filter {sample_filter.kind}: one filter per set; "
+                          "--drop-near-copies is --filter near-copy")
+    return sample_filter or FilterSpec(kind="near-copy")
 
 
 def check_fits_in_memory(strategy: Strategy, n: int, pixels: int) -> None:
@@ -194,7 +172,8 @@ def check_sampling_options(generator: str, sampling: Mapping[str, Any] | None) -
 def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str | Path, *, group: str | None = None,
                data_root: str | Path | None = None, splits: DatasetSplits | None = None,
                device: str | None = "auto", verify_md5: bool = True,
-               sampling: Mapping[str, Any] | None = None, drop_near_copies: bool = False) -> SynthesisResult:
+               sampling: Mapping[str, Any] | None = None, drop_near_copies: bool = False,
+               sample_filter: FilterSpec | None = None, classifier_cache: str | Path | None = None) -> SynthesisResult:
     """Generate a set from `checkpoint` by `strategy` and write it to `out#group`.
 
     `splits` (the real data) defaults to loading the checkpoint's data set (name, size
@@ -202,8 +181,12 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
     options of a generator's sampler, e.g. {"steps": 8, "guidance": 1.5} for edm (only
     generators that list them in `sampling_options` take them); a generator with a
     sampler records how it sampled under the provenance's `sampling`. The provenance's
-    `memorisation` records the near-copy check; `drop_near_copies` drops near-copies and
-    draws more (module doc), under the default group name ending in -nocopies. Raises
+    `memorisation` records the near-copy check of the first draw. `sample_filter`
+    (`medaug.generators.filters`) keeps only the samples that pass it and draws more
+    (module doc), under the default group name ending in the filter's tag;
+    `drop_near_copies` is the near-copy filter (-nocopies). A filter that trains its
+    classifier caches it under `classifier_cache` (default: the store's folder), in
+    `generator eval`'s reference cache there. Raises
     MedaugError, with nothing written, for a corrupted checkpoint, data that is not the
     generator's train split, a bad strategy or sampling option, an existing group, or a
     generator that cannot do what the strategy needs.
@@ -227,18 +210,25 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
     counts = strategy.counts(class_counts, train.class_names)
     out = Path(out).expanduser()
     unfiltered = default_group(meta["name"], train.name, strategy, seed, ckpt_hash)
-    if drop_near_copies and strategy.reconstructs:
-        raise MedaugError(f"--drop-near-copies: strategy {strategy.name} writes reconstructions of the train "
-                          "images, near-copies by design; drop nothing or choose a sampling strategy")
-    if drop_near_copies and group == unfiltered:
-        raise MedaugError(f"--group {group}: the name of the set without --drop-near-copies; a filtered set needs "
-                          f"another (default {unfiltered}{NO_COPIES_SUFFIX})")
-    group = group or default_group(meta["name"], train.name, strategy, seed, ckpt_hash, drop_near_copies)
+    sample_filter = resolve_filter(sample_filter, drop_near_copies)
+    tag = sample_filter.tag(classifier_file_hash(sample_filter)) if sample_filter else None
+    if sample_filter and strategy.reconstructs:
+        raise MedaugError(f"filter {sample_filter.kind}: strategy {strategy.name} writes reconstructions of the "
+                          "train images (near-copies by design), not draws that can be replaced; filter nothing or "
+                          "choose a sampling strategy")
+    if sample_filter and group == unfiltered:
+        raise MedaugError(f"--group {group}: the name of the set without the filter; a filtered set needs "
+                          f"another (default {unfiltered}-{tag})")
+    group = group or default_group(meta["name"], train.name, strategy, seed, ckpt_hash, tag)
     check_group_name(group)
     check_store_writable(out, group)  # before sampling: a folder in the way is found now, not after
     if int(counts.sum()) == 0:
         raise MedaugError(f"strategy {strategy.name} {strategy.params()}: asks for 0 images on this train split")
     check_fits_in_memory(strategy, int(counts.sum()), int(meta["channels"]) * int(meta["size"]) ** 2)
+    prepared: PreparedFilter | None = None
+    if sample_filter is not None:  # a bad classifier file is refused, a missing classifier trained, before sampling
+        prepared = prepare_filter(sample_filter, splits, device=device,
+                                  cache_dir=classifier_cache if classifier_cache is not None else out.parent)
 
     gen = load_generator(ckpt, device=device)
     if sampling:
@@ -258,8 +248,14 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != expected:
         raise RuntimeError(f"generator {gen.name} returned {getattr(images, 'dtype', '?')} "
                            f"{getattr(images, 'shape', '?')}; expected uint8 {expected}")
-    images, labels, memorisation = memorisation_provenance(gen, images, labels, counts, train, seed,
-                                                           drop_near_copies)
+    memorisation = memorisation_record(images, labels, train, seed)
+    filter_record = None
+    if prepared is not None:
+        images, labels, filter_record = draw_filtered(gen.sample, counts, seed, prepared, train.class_names,
+                                                      first=(images, labels))
+        if prepared.spec.kind == "near-copy":  # the record --drop-near-copies has always written
+            memorisation.update(dropped=True, dropped_per_class=filter_record["rejected_per_class"],
+                                redraw_seeds=[r["seed"] for r in filter_record["rounds"][1:]])
 
     import torch
 
@@ -286,6 +282,7 @@ def synthesize(checkpoint: str | Path, strategy: Strategy, seed: int, out: str |
         "seed": seed,
         **({"sampling": gen.sampling_provenance()} if hasattr(gen, "sampling_provenance") else {}),
         "memorisation": memorisation,
+        **({"filter": filter_record} if filter_record is not None else {}),
         "medaug_version": __version__,
         "torch_version": torch.__version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

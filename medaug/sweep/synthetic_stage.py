@@ -88,6 +88,7 @@ class SetToMake:
     group: str
     strategy: dict[str, Any]  # Strategy(**strategy)
     cells: tuple[int, ...] = ()
+    filter: dict[str, Any] | None = None  # FilterSpec.from_dict(filter): the request's sample filter
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ def plan_fits(study: Study, out_dir: str | Path, *, data_root: str | Path | None
         cells = (prior.cells if prior else ()) + (cell.index,)
         entry["sets"][ref] = SetToMake(ref=str(ref), store=store, group=group, cells=cells, strategy={
             "name": strategy.name, "fraction": strategy.fraction, "classes": list(strategy.classes),
-            "count": strategy.count, "synthetic_per_real": strategy.synthetic_per_real})
+            "count": strategy.count, "synthetic_per_real": strategy.synthetic_per_real},
+            filter=req.filter.to_dict() if req.filter is not None else None)
     for (dataset, size, _, generator), entry in jobs.items():
         config = {"seed": 0, **dict(study.generators.get(generator, {}))}
         plan.fits.append(FitJob(
@@ -215,6 +217,7 @@ def run_fit_job(job: FitJob | dict[str, Any]) -> dict[str, Any]:
     from medaug.generators import GENERATORS
     from medaug.generators.base import CHECKPOINT_DIR, META_FILE
     from medaug.generators.data import checked_data_options, load_splits
+    from medaug.generators.filters import FilterSpec
     from medaug.generators.strategies import Strategy
     from medaug.generators.synthesize import synthesize
     from medaug.sweep.trial import set_threads
@@ -246,8 +249,12 @@ def run_fit_job(job: FitJob | dict[str, Any]) -> dict[str, Any]:
         strategy = Strategy(name=st["name"], fraction=st.get("fraction"), classes=tuple(st.get("classes") or ()),
                             count=st.get("count"), synthetic_per_real=st.get("synthetic_per_real"))
         Path(s.store).parent.mkdir(parents=True, exist_ok=True)
+        # a filter's classifier is trained once per data set into OUT/generator-eval/reference/
+        # (OUT = fit_dir.parents[2], see fit_folder), shared with the study's generator evaluations
         result = synthesize(ckpt, strategy, job.synthesize_seed, s.store, group=s.group, splits=splits,
-                            device=job.device or "auto", verify_md5=job.verify_md5)
+                            device=job.device or "auto", verify_md5=job.verify_md5,
+                            sample_filter=FilterSpec.from_dict(s.filter) if s.filter else None,
+                            classifier_cache=fit_dir.parents[2])
         made.append(result.ref)
     evaluated, eval_error = evaluate_fit(job, ckpt, splits, gen)
     return {"ok": True, "checkpoint": str(ckpt), "resumed": resume, "epochs": gen.epoch, "made": made,
