@@ -283,7 +283,7 @@ def test_lung_crop_default_keeps_specs_and_keys_and_never_shares_a_cache_entry(t
 
     tree = make_covid_tree(tmp_path / "raw", counts={"COVID": 6, "Normal": 6})
     cache = tmp_path / "cache"
-    kw = dict(test_per_class=1, val_fraction=0.25, cache_dir=cache, workers=1, size=16)
+    kw = {"test_per_class": 1, "val_fraction": 0.25, "cache_dir": cache, "workers": 1, "size": 16}
     cropped, m_crop = covid.load_covid(tree, **kw)
     whole, m_whole = covid.load_covid(tree, lung_crop=False, **kw)
     assert m_crop.lung_crop is True and m_whole.lung_crop is False
