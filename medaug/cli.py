@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "run a study (YAML) with Ray Tune: local processes or SLURM jobs",
     "report": "write an HTML + Markdown report (tables, figures, statistics) from results folders",
     "results": "look at result rows: tables, read-only SQL queries",
+    "bench": "measure this site's throughput (calibrate) for the estimate `sweep --dry-run` prints",
 }
 # Without these installed (an analysis-only machine), the commands that need them say so.
 OPTIONAL_HEAVY = ("torch", "torchvision", "medmnist", "kornia", "ray", "submitit", "zarr", "duckdb")

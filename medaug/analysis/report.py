@@ -34,6 +34,7 @@ from medaug.analysis.methods import slug
 from medaug.analysis.render import Table
 from medaug.analysis.stats import StatsOptions, power_text
 from medaug.analysis.tables import Grid, best_methods, build_tables, gains, impossible_comparisons
+from medaug.analysis.timing import timing_table
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write, check_writable
 
@@ -83,6 +84,9 @@ def build_report(paths: Sequence[str | Path] | str | Path, out_dir: str | Path, 
         if _locate(plots.parse_synthetic_ref(ref)[0], res.sources) is None:
             raise MedaugError(f"{ref}: no such Zarr store")
     tables = build_tables(res, opts, positive=positive, geometric=geometric, per_class=per_class)
+    timing = timing_table(res.rows, res.sources)  # estimate.json of a sweep against wall_seconds
+    if timing is not None:
+        tables[timing.key] = timing
     grid = Grid(res)
     messages = list(res.messages)
     figures = _figures(res, grid, opts, generator_runs, synthetic, max_montages, messages)

@@ -57,6 +57,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="validate, check each cell's inputs (data and md5, weights, synthetic sets), list the "
                         "trials and the sbatch parameters; run nothing; exit 2 when a cell that would run cannot")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
+    g.add_argument("--calibration", type=Path, default=None, metavar="FILE",
+                   help="the throughput measurements the estimate uses (default: the site's, hpc/calibration/"
+                        "<site>-<device>.json, made by `medaug bench calibrate`)")
     p.set_defaults(handler=sweep_command)
 
 
@@ -81,7 +84,9 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         blocked, would_run, problems = print_dry_run(study, args.executor, site, args.out, sys.stdout,
                                                      make_synthetic=args.make_synthetic, data_root=args.data_root,
-                                                     verify_md5=args.verify_md5)
+                                                     verify_md5=args.verify_md5, estimate={
+                                                         "max_concurrent": args.max_concurrent, "device": args.device,
+                                                         "calibration": args.calibration})
         if blocked:
             sys.stdout.flush()
             raise MedaugError(f"{study.source}: dry run: {blocked} of {would_run} cell(s) that would run cannot: "
@@ -90,7 +95,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     outcome = run_study(study, args.executor, args.out, site=site, resume=args.resume,
                         max_concurrent=args.max_concurrent, data_root=args.data_root, device=args.device,
                         verify_md5=args.verify_md5, ray_address=args.ray_address, progress=not args.quiet,
-                        make_synthetic=args.make_synthetic)
+                        make_synthetic=args.make_synthetic, calibration=args.calibration)
     print_outcome(outcome, sys.stdout)
     return 1 if outcome.failed or outcome.synthetic_failed else 0
 
@@ -111,7 +116,7 @@ def check_run_options(args: argparse.Namespace, study: Study) -> None:
 
 def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Path | None, stream: IO[str], *,
                   make_synthetic: bool = False, data_root: str | Path | None = None,
-                  verify_md5: bool = True) -> tuple[int, int, int]:
+                  verify_md5: bool = True, estimate: dict | None = None) -> tuple[int, int, int]:
     """What would run: every trial with its run_id and the inputs it lacks, the merged
     duplicates, the waiting cells (and, with `make_synthetic`, the generator fits that
     make their sets), and for SLURM the job parameters.
@@ -217,6 +222,13 @@ def print_dry_run(study: Study, executor: str, site: SiteProfile | None, out: Pa
         for line, cells in problems.items():
             shown = ", ".join(str(i) for i in cells[:SHOW_CELLS]) + (", ..." if len(cells) > SHOW_CELLS else "")
             w(f"  {line}   (cell{'s' if len(cells) > 1 else ''} {shown}: {len(cells)})\n")
+    if estimate is not None:  # the cost before a run (medaug/sweep/estimate.py): never a reason to exit 2
+        from medaug.sweep.estimate import describe, estimate_run
+
+        cells = [c for c in study.cells if c.index in report.would_run and c.index not in blocked]
+        est = estimate_run(study, executor, site=site, fits=plan.fits if plan is not None else None, cells=cells,
+                           data_root=data_root, verify_md5=verify_md5, **estimate)
+        w("\n" + "\n".join(describe(est)) + "\n")
     w("\ndry run: nothing was run\n")
     return len(blocked), len(report.would_run), len(problems)
 

@@ -194,7 +194,8 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
               site: SiteProfile | str | Path | None = None, resume: bool = False, max_concurrent: int | None = None,
               data_root: str | Path | None = None, device: str | None = None, verify_md5: bool = True,
               ray_address: str | None = None, num_cpus: int | None = None, poll_s: float | None = None,
-              progress: bool = True, stream: IO[str] | None = None, make_synthetic: bool = False) -> StudyOutcome:
+              progress: bool = True, stream: IO[str] | None = None, make_synthetic: bool = False,
+              calibration: str | Path | None = None) -> StudyOutcome:
     """Run (or resume) every runnable trial of a study and return its rows.
 
     `out` defaults to the study's `results` folder relative to the working directory.
@@ -245,6 +246,12 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
         assert site_profile is not None
         job_root = check_job_root(site_profile)
         check_job_records(out_dir, job_root, say)
+    from medaug.sweep.estimate import record_estimate
+
+    # OUT/estimate.json: what `medaug report` sets against each trial's wall_seconds (estimate.py)
+    record_estimate(study, executor, out_dir, say, site=site_profile, max_concurrent=max_concurrent, device=device,
+                    calibration=calibration, data_root=data_root, verify_md5=verify_md5,
+                    with_fits=make_synthetic)
     stage = None
     if make_synthetic and study.waiting_cells():
         from medaug.sweep.synthetic_stage import make_synthetic_sets
