@@ -254,6 +254,10 @@ def test_seed_004_tables_put_the_published_numbers_beside_ours(song_results, tmp
     assert t5.cell("ResNet-18: SVHN", "test AUC ours").value.mean == pytest.approx(0.70)
     assert t5.cell("ResNet-50: SVHN", "test AUC published").plain() == "—"
 
+    assert any("Holm-corrected over the 8 tested comparison(s)" in n for n in t2.notes)  # 2 nets x 2 arms x AUC, ACC
+    assert t4.notes[1].startswith("No test AUC / ACC comparison") and t4.cell("ResNet-18: Augmented",
+                                                                               "test ACC ours").mark == ""
+
     assert sz["main"]([str(song_results), "--out", str(tmp_path / "t")]) == 0
     printed = capsys.readouterr().out
     assert "not in these results (seed 004 has them): pathmnist, chestmnist, dermamnist, octmnist" in printed

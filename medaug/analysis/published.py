@@ -99,6 +99,9 @@ def mark_comparisons(pending: Sequence[Pending], opts: StatsOptions) -> int:
 
 def legend(opts: StatsOptions, n_tested: int, baseline: str, what: str) -> list[str]:
     """The notes that explain a table's marks."""
+    if not n_tested:
+        return [f"No {what} comparison with {baseline} could be tested here (each needs at least 2 seeds matched "
+                "with the baseline): no arrows."]
     test = "paired t-test" if opts.test == "t" else "Wilcoxon signed-rank test"
     notes = [f"↑/↓: {what} significantly better/worse than {baseline} ({test} over matched seeds, Holm-corrected "
              f"over the {n_tested} tested comparison(s) of this table, alpha {opts.alpha:g}); no arrow: not "
@@ -107,7 +110,7 @@ def legend(opts: StatsOptions, n_tested: int, baseline: str, what: str) -> list[
         from medaug.analysis.stats import detectable_note, fragile_note
     except ImportError:
         return notes
-    return notes + ([fragile_note(), detectable_note(opts, n_tested)] if n_tested else [])
+    return notes + [fragile_note(), detectable_note(opts, n_tested)]
 
 
 def one_context(df: pd.DataFrame, what: str, **fields: object) -> tuple[pd.DataFrame, list[str]]:
