@@ -368,3 +368,37 @@ def test_a_study_sweeps_the_threshold_and_its_filter_validates_in_a_dry_run(tmp_
         bad = write(tmp_path / "bad.yaml", STUDY.format(root=tmp_path / "syn").replace(old, new))
         with pytest.raises(MedaugError, match=where.replace(".", r"\.")):
             load_study(bad)
+
+
+def test_a_study_fit_job_writes_the_filtered_set_beside_the_plain_one(tmp_path, fitted, one_thread):
+    from sweep_helpers import write
+
+    from medaug.sweep.study import load_study
+    from medaug.sweep.synthetic_stage import plan_fits, run_fit_job
+
+    root = fitted[0]
+    short = "recipe_set: {epochs: 1, min_steps: 0, batch_size: 8}"
+    path = write(tmp_path / "f.yaml", f"""
+name: filtered-fit
+base: {{dataset: breastmnist, epochs: 1}}
+eval: false
+synthetic: {{root: {tmp_path / 'syn'}, seed: 3, strategy: inverse-scarcity, fraction: 0.2}}
+grid:
+  method:
+    plain: {{synthetic: {{generator: class-mean-noise, strategy: inverse-scarcity, fraction: 0.2}}}}
+    conf: {{synthetic: {{generator: class-mean-noise, strategy: inverse-scarcity, fraction: 0.2,
+           filter: {{kind: confidence, threshold: 0.3, {short}}}}}}}
+""")
+    study = load_study(path)
+    out = tmp_path / "out"
+    [job] = plan_fits(study, out, data_root=root, verify_md5=False, device="cpu").fits
+    result = run_fit_job(job)
+    assert result["ok"] and sorted(result["made"]) == sorted(c.synthetic for c in study.cells)
+    plain, kept = (read_synthetic_set(c.synthetic) for c in study.cells)
+    prov = kept.provenance["filter"]
+    assert "filter" not in plain.provenance and len(plain) == len(kept) == sum(prov["kept_per_class"])
+    assert prov["classifier"]["source"] == "trained" and study.cells[1].synthetic.endswith(f"-0.2-{prov['tag']}")
+    assert prov["tag"].startswith("conf0.3-fast")
+    [cached] = (out / "generator-eval" / "reference").glob("*.pt")  # in the study's OUT, shared with its evaluations
+    assert prov["classifier"]["checkpoint_hash"] == file_digest(cached)[:16]
+    assert all(c.synthetic_mismatch() is None for c in study.cells)  # each set is what its request asked for

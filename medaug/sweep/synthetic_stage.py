@@ -249,12 +249,12 @@ def run_fit_job(job: FitJob | dict[str, Any]) -> dict[str, Any]:
         strategy = Strategy(name=st["name"], fraction=st.get("fraction"), classes=tuple(st.get("classes") or ()),
                             count=st.get("count"), synthetic_per_real=st.get("synthetic_per_real"))
         Path(s.store).parent.mkdir(parents=True, exist_ok=True)
-        # a filter's classifier is trained once per data set into OUT/generator-eval/reference/
-        # (OUT = fit_dir.parents[2], see fit_folder), shared with the study's generator evaluations
+        # a filter's classifier is trained once per data set into OUT/generator-eval/reference/ (OUT: the
+        # study's output folder, fit_dir.parents[2] by fit_folder), shared with the study's generator evaluations
         result = synthesize(ckpt, strategy, job.synthesize_seed, s.store, group=s.group, splits=splits,
                             device=job.device or "auto", verify_md5=job.verify_md5,
                             sample_filter=FilterSpec.from_dict(s.filter) if s.filter else None,
-                            classifier_cache=fit_dir.parents[2])
+                            classifier_cache=job.eval_out or fit_dir.parents[2])
         made.append(result.ref)
     evaluated, eval_error = evaluate_fit(job, ckpt, splits, gen)
     return {"ok": True, "checkpoint": str(ckpt), "resumed": resume, "epochs": gen.epoch, "made": made,
