@@ -170,8 +170,9 @@ def table4(res: Results) -> Table:
                "the real train split); the rows hold recall per class, not precision or F1. mean ± std over "
                "evaluation rows (n)."]
     if not present:
-        t.notes.append("no generator-evaluation rows of isic2019 with TSTR under these folders (run `medaug generator "
-                       "eval --checkpoint OUT/generators/.../cwgan-gp/checkpoint --tstr --out OUT`)")
+        t.notes.append("no generator-evaluation rows of isic2019 under these folders (the study's --make-synthetic "
+                       "writes them to OUT/generator-eval/; by hand: `medaug generator eval --checkpoint "
+                       "OUT/generators/.../cwgan-gp/checkpoint --tstr --out OUT`)")
     return t
 
 

@@ -112,6 +112,7 @@ def test_kosheleva_specs_follow_the_seed_protocol():
     assert sorted({r.generator for r in requests}) == ["cwgan-gp", "dcgan"]
     assert all(r.strategy == "per-class" and r.classes == ("AK", "DF", "VASC", "SCC") and r.count == 128
                for r in requests)
+    assert study.eval_options["tstr"] is True  # --make-synthetic evaluates each fit with TSTR (Table 4)
 
 
 # ------------------------------------------------------------------------------------------ seed 002 tables
