@@ -472,7 +472,7 @@ def check_splits(splits: DatasetSplits) -> None:
 def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | None = None,
         device: str | torch.device | None = None, quiet: bool = True, overwrite: bool = False,
         download: bool = False, verify_md5: bool = True, on_epoch: Callable[[dict[str, float]], None] | None = None,
-        context: dict[str, Any] | None = None) -> dict[str, Any]:
+        context: dict[str, Any] | None = None, save_classifier: str | Path | None = None) -> dict[str, Any]:
     """Run one experiment and write its result row to OUT/results/<run_id>.parquet.
 
     Refuses (MedaugError, nothing written) when a finished result for the same spec is
@@ -482,7 +482,9 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
     exclusive lock on OUT/runs/<run_id>/lock while it trains (see `claim_run`). Training
     state is saved every epoch under OUT/runs/<run_id>/ and a rerun resumes from it;
     per-epoch metrics are appended to progress.jsonl there (what a sweep tails).
-    `context` fills the where-it-ran columns.
+    `context` fills the where-it-ran columns. `save_classifier` also writes the tested weights
+    with the spec and train split hash to that file (`medaug.generators.filters.save_classifier`,
+    what `medaug synthesize --filter-classifier` loads).
     """
     import medmnist.info
     import torch
@@ -571,6 +573,11 @@ def run(spec: ExperimentSpec, out_dir: str | Path, *, data_root: str | Path | No
         }
         row.update(context or {})
         if rank == 0:
+            if save_classifier is not None:  # before the row: a failed save leaves the run to be rerun
+                from medaug.generators.filters import save_classifier as save
+
+                save(save_classifier, getattr(fit.model, "module", fit.model), spec.canonical_json(),
+                     splits.train.content_hash)
             write_row(row, out_dir)
             (folder / "state.pt").unlink(missing_ok=True)  # the row now holds everything the state was for
         return row

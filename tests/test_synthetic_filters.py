@@ -402,3 +402,26 @@ grid:
     [cached] = (out / "generator-eval" / "reference").glob("*.pt")  # in the study's OUT, shared with its evaluations
     assert prov["classifier"]["checkpoint_hash"] == file_digest(cached)[:16]
     assert all(c.synthetic_mismatch() is None for c in study.cells)  # each set is what its request asked for
+
+
+def test_a_classifier_saved_by_medaug_train_filters_a_set(tmp_path, fitted, one_thread):
+    root = fitted[0]
+    clf = tmp_path / "clf.pt"
+    train = ["train", "--dataset", "breastmnist", "--epochs", "1", "--batch-size", "8", "--seed", "0",
+             "--out", str(tmp_path / "runs"), "--data-root", str(root), "--no-verify-md5", "--device", "cpu",
+             "--quiet", "--save-classifier", str(clf)]
+    assert cli.main(train) == 0
+    import pandas as pd
+
+    row = pd.read_parquet(tmp_path / "runs" / "results").iloc[0]
+    result = run(fitted, tmp_path / "s.zarr", sample_filter=FilterSpec(kind="confidence", threshold=0.05,
+                                                                       classifier=str(clf)))
+    info = result.provenance["filter"]["classifier"]
+    assert info["spec"] == row["spec_json"] and info["classifier"] == "cnn" and info["source"] == "file"
+    assert info["checkpoint_hash"] == file_digest(clf)[:16] and result.ref.endswith(f"-conf0.05-c{file_digest(clf)[:8]}")
+    # a classifier that saw a synthetic set is refused: the filter's judge must know the real data only
+    torch.save({**torch.load(clf, weights_only=True), "spec_json": json.dumps(
+        {**json.loads(row["spec_json"]), "synthetic": "x.zarr#g"})}, tmp_path / "mixed.pt")
+    with pytest.raises(MedaugError, match="trained with the synthetic set x.zarr#g"):
+        run(fitted, tmp_path / "s.zarr", sample_filter=FilterSpec(kind="confidence", threshold=0.05,
+                                                                  classifier=str(tmp_path / "mixed.pt")))

@@ -47,8 +47,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     f.add_argument("--filter-k", type=int, default=None, metavar="K",
                    help="k of the realism score's k-NN balls (default 3) or of the near-copy test (default 50)")
     f.add_argument("--filter-classifier", default=None, metavar="FILE",
-                   help="classifier file of this data set (a state dict and its spec_json, as generator eval "
-                        "caches them in OUT/generator-eval/reference/*.pt), loaded with weights_only; without it "
+                   help="classifier file of this data set (medaug train --save-classifier FILE, or generator "
+                        "eval's cache OUT/generator-eval/reference/*.pt), loaded with weights_only; without it "
                         "one is trained by --filter-recipe")
     f.add_argument("--filter-recipe", default="fast", choices=("fast", "seed000"),
                    help="recipe of the classifier trained when no file is given (default fast)")

@@ -53,6 +53,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_data_option_arg(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (results/ and runs/ go inside)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished result of the same spec")
+    p.add_argument("--save-classifier", default=None, type=Path, metavar="FILE",
+                   help="also write the tested weights, spec and train split hash to FILE (for medaug synthesize "
+                        "--filter-classifier)")
     add_data_options(p)
     add_run_options(p)
     p.set_defaults(handler=train_command)
@@ -97,7 +100,8 @@ def train_command(args: argparse.Namespace) -> int:
     try:
         device = args.device if args.device not in (None, "auto") or not info.distributed else info.device()
         row = run(spec, args.out, data_root=args.data_root, device=device, quiet=args.quiet or info.rank != 0,
-                  overwrite=args.overwrite, download=args.download, verify_md5=args.verify_md5)
+                  overwrite=args.overwrite, download=args.download, verify_md5=args.verify_md5,
+                  save_classifier=args.save_classifier)
     finally:
         cleanup_distributed()
     if info.rank == 0:

@@ -8,8 +8,9 @@ may carry one filter, applied to every drawn sample before the set is written:
   confidence metric and `generator eval` compute it). The classifier is a file
   (`--filter-classifier FILE`: a state dict with its spec, loaded with
   `weights_only=True`, as `medaug train --save-classifier` and `generator eval`'s
-  reference cache write it) or trained here with a named recipe (`fast` by default,
-  `seed000`; `recipe_set` overrides fields of `fast`) through `generator eval`'s
+  reference cache write it; one trained with a synthetic set is refused) or trained
+  here with a named recipe (`fast` by default, `seed000`; `recipe_set` overrides
+  fields of `fast`) through `generator eval`'s
   reference cache (DIR/generator-eval/reference/, so the classifier of one data set is
   trained once and shared with `generator eval --out DIR`);
 - `realism`: the realism score of Kynkaanniemi et al. 2019 (eq. 3) in the penultimate
@@ -329,6 +330,9 @@ def load_classifier(path: str | Path, train: Any, device: Any) -> tuple[Any, dic
     if spec.get("dataset") not in (None, train.name) or spec.get("size") not in (None, train.size):
         raise MedaugError(f"{path}: a classifier of {spec.get('dataset')} at {spec.get('size')} px, not of "
                           f"{train.name} at {train.size} px")
+    if spec.get("synthetic"):
+        raise MedaugError(f"{path}: trained with the synthetic set {spec['synthetic']}; a filter's classifier must "
+                          "know the real train split only")
     if payload.get("train_hash") not in (None, train.content_hash):
         raise MedaugError(f"{path}: trained on train split hash {payload['train_hash']}, not this data's "
                           f"{train.content_hash}")
