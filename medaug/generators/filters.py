@@ -501,11 +501,12 @@ def draw_filtered(sample: Callable[[np.ndarray, int], np.ndarray], counts: np.nd
     short = [c for c in range(k) if accepted[c] < counts[c]]
     if short:
         c = short[0]
+        tally = ", ".join(f"{name} {int(a)}/{int(d)}" for name, a, d in zip(class_names, accepted, drawn) if d)
         raise MedaugError(
             f"filter {spec.kind} ({spec.rule()}): class {class_names[c]!r} has {int(accepted[c])} of "
             f"{int(counts[c])} images after {int(drawn[c])} draws (the limit: max_draws {spec.max_draws:g} x "
-            f"{int(counts[c])}; {int(drawn[c] - accepted[c])} rejected); nothing was written - lower the "
-            "threshold or raise max_draws")
+            f"{int(counts[c])}; accepted/drawn: {tally}); nothing was written - lower the threshold or raise "
+            "max_draws")
     all_images, all_labels = np.concatenate(keep_images), np.concatenate(keep_labels)
     all_scores = np.concatenate(scores_kept)
     order = np.concatenate([np.flatnonzero(all_labels == c)[:n] for c, n in enumerate(counts)])
