@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import runpy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def test_fricker_study_dry_run_lists_240_trials_and_32_fits(tmp_path):
 def _row(tmp: Path, dataset: str, generator: str, i: int, confidence: float) -> None:
     write_eval_row({"eval_id": f"{generator}-{dataset}-{i}", "generator": generator, "dataset": dataset, "size": 28,
                     "mean_confidence": confidence, "recipe": "seed000", "extractor": "classifier:fricker-cnn",
-                    "status": "finished", "created_at": datetime.now(timezone.utc)}, tmp)
+                    "status": "finished", "created_at": datetime.now(UTC)}, tmp)
 
 
 def test_fricker_table2_from_rows_beside_the_published_numbers(tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_fricker_table2_from_rows_beside_the_published_numbers(tmp_path, capsys)
             _row(out, ds, gen, 1, b)
     _row(out, "breastmnist", "dcgan", 9, 0.10)  # a stopped trial's row: never counted
     write_eval_row({"eval_id": "trial-x", "generator": "dcgan", "dataset": "breastmnist", "status": "stopped",
-                    "mean_confidence": 0.0, "created_at": datetime.now(timezone.utc)}, out)
+                    "mean_confidence": 0.0, "created_at": datetime.now(UTC)}, out)
     (out / "generator-eval" / "dcgan-breastmnist-9.parquet").unlink()
 
     from medaug.analysis.load import load_generator_eval

@@ -16,12 +16,17 @@ import json
 from pathlib import Path
 
 import pytest
+from sweep_helpers import ray_local, site_file, slurm_cluster, tiny_data, write  # noqa: F401  (fixtures)
 
 from medaug.errors import MedaugError
 from medaug.sweep.driver import run_study
-from medaug.sweep.generator_study import GeneratorStudy, finished_trial_row, print_dry_run, trial_rows
+from medaug.sweep.generator_study import (
+    GeneratorStudy,
+    finished_trial_row,
+    print_dry_run,
+    trial_rows,
+)
 from medaug.sweep.study import load_study
-from sweep_helpers import ray_local, site_file, slurm_cluster, tiny_data, write  # noqa: F401  (fixtures)
 
 EVAL = "eval: {n: 20, kid_subsets: 3, recipe_set: {epochs: 2, min_steps: 0, batch_size: 16}}"
 
@@ -115,7 +120,7 @@ resources: {cpus: 1}""")
     assert "generator_fidelity" in report.tables and "fidelity_utility" in [f.name for f in report.figures]
 
 
-def test_make_synthetic_evaluates_its_fits_so_the_report_draws_fidelity_against_utility(  # noqa: F811
+def test_make_synthetic_evaluates_its_fits_so_the_report_draws_fidelity_against_utility(
         tmp_path, tiny_data, ray_local):  # noqa: F811
     from medaug.analysis.report import build_report
 

@@ -49,7 +49,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,8 +58,20 @@ import submitit
 from medaug.errors import MedaugError
 from medaug.sweep import schema
 from medaug.sweep.schema import Doc, join
-from medaug.sweep.study import (MAX_COUNT, MAX_TRIALS, NAME_PATTERN, SEARCH_KINDS, Axis, Resources, Scheduler,
-                                SearchParam, _label, _mode, _resources, trial_count)
+from medaug.sweep.study import (
+    MAX_COUNT,
+    MAX_TRIALS,
+    NAME_PATTERN,
+    SEARCH_KINDS,
+    Axis,
+    Resources,
+    Scheduler,
+    SearchParam,
+    _label,
+    _mode,
+    _resources,
+    trial_count,
+)
 
 KIND = "generator"
 TOP_KEYS = ("kind", "name", "description", "results", "base", "grid", "search", "num_samples", "scheduler",
@@ -172,7 +184,7 @@ def load_generator_study(doc: Doc) -> GeneratorStudy:
     study = GeneratorStudy(name=name, source=doc.source, description=description, base=base, axes=axes,
                            search=search, num_samples=num_samples, scheduler=scheduler, resources=resources,
                            results=results, max_failures=max_failures, metric=metric, mode=mode, eval_options=ev)
-    n_cells, n_trials = trial_count(axes, search, num_samples)
+    _, n_trials = trial_count(axes, search, num_samples)
     if n_trials > MAX_TRIALS:
         raise doc.error("grid", f"{n_trials:,} trials; a study may have at most {MAX_TRIALS:,} (MAX_TRIALS): "
                                 "split it into several studies")
@@ -597,7 +609,7 @@ def write_outcome_row(opts: TrialOptions, trial: GeneratorTrial, status: str, *,
     history = read_history(fit_dir)
     row = {"eval_id": outcome_path(opts.out, trial.trial_id).stem, "generator": trial.generator,
            "dataset": trial.dataset, "size": trial.size, "checkpoint": str(fit_dir / "checkpoint"),
-           "created_at": datetime.now(timezone.utc), "status": status, "error": error,
+           "created_at": datetime.now(UTC), "status": status, "error": error,
            **_trial_columns(opts, trial), "fit_epochs": history[-1]["epoch"] if history else 0,
            "fit_history": json.dumps(history), **dict(context or {})}
     return write_eval_row(row, opts.out)
@@ -718,8 +730,13 @@ class SlurmLogic:
         self.job_id = self._attach() or self._submit()
 
     def _attach(self) -> str | None:
-        from medaug.sweep.slurm import (JobRecord, is_active, job_status, trusted_record_folder,
-                                        untrusted_record_error)
+        from medaug.sweep.slurm import (
+            JobRecord,
+            is_active,
+            job_status,
+            trusted_record_folder,
+            untrusted_record_error,
+        )
 
         rec = JobRecord.read(self.record_file)
         if rec is None:
@@ -734,7 +751,12 @@ class SlurmLogic:
         return rec.job_id
 
     def _submit(self) -> str:
-        from medaug.sweep.slurm import JobRecord, job_name, make_executor, new_job_folder
+        from medaug.sweep.slurm import (
+            JobRecord,
+            job_name,
+            make_executor,
+            new_job_folder,
+        )
 
         folder = new_job_folder(self.root, self.opts.out, self.trial.trial_id)
         name = job_name(self.opts.study, self.trial.trial_id)
@@ -763,7 +785,7 @@ class SlurmLogic:
             if len(epochs) >= 2 and epochs[0]["epoch"] < self.trial.epochs:
                 self.last_epoch = epochs[0]["epoch"]
                 return {**epoch_report(epochs[0], self.trial.trial_id), "slurm_job_id": self.job_id}
-            state, _, nodes = job_status(self.job_id)
+            state, _, _ = job_status(self.job_id)
             if not is_active(state) and state != "UNKNOWN":
                 return self._finish(state)
             time.sleep(self.poll_s)
@@ -1003,7 +1025,7 @@ def print_outcome(outcome: Any, stream: IO[str]) -> None:
         w(f"{'trial_id':<44} {'status':<9} {'epochs':>6} {'FID':>9} {'conf':>6}\n")
         for _, r in rows.sort_values("trial_id").iterrows():
             def num(v: Any, fmt: str) -> str:
-                return format(v, fmt) if isinstance(v, float) and v == v else "-"
+                return format(v, fmt) if isinstance(v, float) and not math.isnan(v) else "-"
             w(f"{r['trial_id']:<44} {r['status']:<9} {int(r['fit_epochs'] or 0):>6} {num(r['fid'], '9.3f'):>9} "
               f"{num(r['mean_confidence'], '6.3f'):>6}\n")
             if r.get("status") == "failed" and r.get("error"):
