@@ -28,6 +28,7 @@ def _study(tmp: Path, name: str, generators: str, grid: str = "[null, class-mean
 name: {name}
 base: {{dataset: breastmnist, epochs: 1, batch_size: 16, lr: 0.1}}
 synthetic: {{root: {tmp / 'synthetic'}, strategy: inverse-scarcity, fraction: 0.1, seed: 3}}
+eval: false   # evaluating each fit is tested in test_sweep_generator_study.py
 generators:
 {generators}
 grid:
