@@ -179,3 +179,21 @@ def test_strong_baselines_study_lists_its_120_trials(in_tmp, capsys):
     assert sum("-28-fastnet-" in ln and "recipe=fast" in ln for ln in cells) == 60
     assert sum("-28-cnn-" in ln and "recipe=seed000" in ln for ln in cells) == 60
     assert len({ln.split()[1] for ln in cells}) == 120  # 120 distinct run_ids
+
+
+def test_generators_breastmnist_study_lists_one_budgeted_fit_per_generator(in_tmp, capsys):
+    """The shipped generator study: every learned generator plus the two untrained references,
+    each with its stated epoch budget, TSTR in the evaluation."""
+    from medaug.sweep.study import load_study
+
+    study = load_study(REPO / "sweeps" / "generators-breastmnist.yaml")
+    budget = {c.fields["generator"]: c.fields.get("epochs") for c in study.cells}
+    assert budget == {"class-mean-noise": None, "geometric": None, "cvae": 100, "cgan": 60, "dcgan": 150,
+                      "cwgan-gp": 150, "vaegan": 40, "edm": 30}
+    assert study.eval_options["tstr"] is True
+    root = in_tmp / "data"
+    npz(root, "breastmnist")
+    code, out, err = dry_run(in_tmp, capsys, REPO / "sweeps" / "generators-breastmnist.yaml",
+                             "--data-root", str(root), "--no-verify-md5")
+    assert (code, err) == (0, "")
+    assert "8 cells x 1 trial(s) per cell = 8 generator fits" in out
