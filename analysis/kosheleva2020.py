@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     for t in tables:
-        for ext, text in (("md", t.to_markdown()), ("tex", t.to_latex()), ("csv", t.to_csv())):
+        for ext, text in t.files().items():
             atomic_write_text(out / f"{t.key}.{ext}", text)
         print(t.to_markdown())
     print(f"wrote {len(tables)} tables under {out}")

@@ -78,6 +78,10 @@ class Table:
     def empty(self) -> bool:
         return not self.rows
 
+    def files(self) -> dict[str, str]:
+        """The table's file forms by extension (what reports and analysis scripts write)."""
+        return {"md": self.to_markdown(), "tex": self.to_latex(), "csv": self.to_csv()}
+
     def cell(self, row: str, column: str) -> Cell:
         """The cell at (row label, column header)."""
         j = self.header.index(column)

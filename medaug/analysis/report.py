@@ -91,7 +91,7 @@ def build_report(paths: Sequence[str | Path] | str | Path, out_dir: str | Path, 
     messages = list(res.messages)
     figures = _figures(res, grid, opts, generator_runs, synthetic, max_montages, messages)
     impossible = impossible_comparisons(grid)
-    for ds, g in res.rows.groupby("dataset"):
+    for ds, g in res.rows.groupby("data"):  # one source's trees or options, apart (analysis/data_label.py)
         if (g["status"] != "finished").all():
             impossible.append(f"{ds}: none of its {len(g)} run(s) finished: nothing to compare (see Failed runs)")
     title = title or _default_title(res)
@@ -111,7 +111,7 @@ def _report_files(figures: list, tables: Mapping[str, Table], md: str, page: str
         for ext in ("png", "svg"):
             files[f"figures/{fig.name}.{ext}"] = getattr(fig, ext)
     for key, t in tables.items():
-        for ext, text in (("md", t.to_markdown()), ("tex", t.to_latex()), ("csv", t.to_csv())):
+        for ext, text in t.files().items():
             files[f"tables/{key}.{ext}"] = text.encode()
         files[f"tables/{key}_long.csv"] = t.to_frame().to_csv(index=False).encode()
     files["report.md"] = md.encode()
@@ -278,6 +278,8 @@ def configuration(res: Results) -> list[tuple[str, str]]:
 
 def datasets_frame(res: Results) -> pd.DataFrame:
     cols = ["dataset", "size", "dataset_version", "dataset_md5", "train_hash", "val_hash", "test_hash", "task"]
+    if "data" in res.rows and (res.rows["data"] != res.rows["dataset"]).any():
+        cols = ["data", *cols]  # a source made several data sets (trees, options): the label the tables use
     df = res.rows[cols].copy()
     df["runs"] = 1
     return df.groupby(cols, dropna=False, sort=True).agg(runs=("runs", "sum")).reset_index()
@@ -352,7 +354,7 @@ def _summary_line(res: Results) -> str:
     fin = res.finished
     seeds = sorted({int(s) for s in fin["seed"].dropna()}) if not fin.empty else []
     return (f"{len(res.rows)} runs ({_status_counts(res)}) from {res.n_files} file(s) in "
-            f"{', '.join(str(s) for s in res.sources)}; datasets: {', '.join(sorted(set(res.rows['dataset'])))}; "
+            f"{', '.join(str(s) for s in res.sources)}; datasets: {', '.join(sorted(set(res.rows['data'])))}; "
             f"seeds: {', '.join(map(str, seeds)) or '—'}." + _generator_eval_line(res))
 
 
