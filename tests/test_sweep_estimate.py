@@ -222,3 +222,154 @@ def test_estimate_json_is_plain_and_damage_is_skipped(tmp_path):
     assert set(read_estimates([tmp_path / "results"])[0]) == {i.run_id for i in est.items}
     path.write_text("{not json")
     assert read_estimates([tmp_path]) == ({}, [])
+
+
+# ----------------------------------------------------------------------------- generator studies
+
+GEN_STUDY = """
+kind: generator
+name: gest
+base: {dataset: breastmnist, epochs: 3, width: 0.25}
+grid:
+  generator: [cvae]
+  seed: [0, 1]
+eval: {n: 100, tstr: true, recipe_set: {epochs: 2, min_steps: 0, batch_size: 16}}
+resources: {cpus: 1}
+"""
+# the evaluation's classifier: the fast recipe (fastnet, EMA, shifts) at batch 16
+FAST_KEY = classifier_train_key("fastnet", 28, 1, 16, "none", True, True)
+
+
+def gen_calibration(study, speed: float = 1.0, generator: bool = True) -> Calibration:
+    from medaug.sweep.estimate import generator_key
+
+    cal = Calibration(site="local", device="cpu-1t", threads=1, concurrent=2, executor_start_s=20.0 / speed)
+    if generator:
+        key = generator_key("cvae", 28, 1, study.trial(study.cells[0]).config)  # the seed is not part of it
+        cal.generators[key] = {"fit_images_per_s": 500.0 * speed, "sample_images_per_s": 2000.0 * speed}
+    cal.classifiers[FAST_KEY] = {"train_images_per_s": 300.0 * speed, "checkpoint_s": 0.5 / speed}
+    cal.evaluation[classifier_eval_key("fastnet", 28, 1)] = {"eval_images_per_s": 1000.0 * speed}
+    return cal
+
+
+def _gen_estimate(study, cal):
+    from medaug.sweep.generator_estimate import estimate_generator_study
+
+    return estimate_generator_study(study, cal, concurrency=2, cpus_per_trial=1, gpus_per_trial=0, facts=facts)
+
+
+def test_a_generator_study_s_estimate_is_its_fits_and_evaluations_over_calibrated_rates(tmp_path):
+    study = load_study(write(tmp_path / "g.yaml", GEN_STUDY))
+    est = _gen_estimate(study, gen_calibration(study))
+    assert est.complete
+    trials, (ref,) = [i for i in est.items if i.kind == "gen"], [i for i in est.items if i.kind == "ref"]
+    assert len(trials) == 2 and {i.run_id for i in trials} == {study.trial(c).trial_id for c in study.cells}
+    # fit: 546 x 3 epochs at 500 img/s, and 78 val_fd samples after each epoch at 2000 img/s
+    fit_s = N_TRAIN * 3 / 500 + N_VAL * 3 / 2000
+    # eval: n = 100 samples + 546 for TSTR at 2000 img/s; 3 x 100 + 546 images through the extractor and
+    # 100 through the reference (both fastnet) at 1000 img/s; TSTR trains 2 epochs of 546 at 300 img/s,
+    # a val pass after each epoch and the best's, then test, at 1000 img/s, no state saves
+    classifier_s = N_TRAIN * 2 / 300 + (3 * N_VAL + N_TEST) / 1000
+    eval_s = (100 + N_TRAIN) / 2000 + (3 * 100 + N_TRAIN) / 1000 + 100 / 1000 + classifier_s
+    for item in trials:
+        assert item.parts == pytest.approx({"fit_s": fit_s, "eval_s": eval_s})
+        assert item.seconds == pytest.approx(fit_s + eval_s)
+        assert item.train_images == N_TRAIN * 3 + N_TRAIN * 2
+    # the reference classifier (extractor and reference are one spec): trained once for the study
+    assert ref.seconds == pytest.approx(classifier_s)
+    assert est.trial_seconds == pytest.approx(2 * (fit_s + eval_s) + classifier_s)
+    assert est.wall_seconds() == pytest.approx(20.0 + pack([fit_s + eval_s] * 2 + [classifier_s], 2))
+    faster = _gen_estimate(study, gen_calibration(study, speed=2.0))  # twice as fast: half the time
+    assert faster.trial_seconds == pytest.approx(est.trial_seconds / 2)
+    assert faster.wall_seconds() == pytest.approx(est.wall_seconds() / 2)
+
+
+def test_a_generator_study_without_calibration_says_what_is_missing(tmp_path, capsys, monkeypatch):
+    study_file = write(tmp_path / "g.yaml", GEN_STUDY)
+    study = load_study(study_file)
+    est = _gen_estimate(study, gen_calibration(study, generator=False))
+    assert not est.complete and est.trial_seconds == pytest.approx(next(
+        i.seconds for i in est.items if i.kind == "ref"))  # the classifiers are calibrated, the fits not
+    missing = {i.missing for i in est.items if i.kind == "gen"}
+    assert len(missing) == 1 and missing.pop().startswith("not calibrated: generator cvae/28px/1ch/b")
+    # the dry run: no calibration file says so; the site's file gives per-cell lines and the total
+    folder = tmp_path / "cal"
+    monkeypatch.setenv("MEDAUG_CALIBRATION_DIR", str(folder))
+    args = ["sweep", str(study_file), "--dry-run", "--out", str(tmp_path / "out"), "--max-concurrent", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "estimate: none (no calibration of site 'local' for a CPU trial with 1 thread(s)" in out
+    save_calibration(gen_calibration(study), calibration_path("local", "cpu-1t"))
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"estimate from {folder / 'local-cpu-1t.json'} (site local, device cpu-1t); 2 at once:" in out
+    lines = [ln for ln in out.splitlines() if " gen " in ln]
+    assert len(lines) == 2 and all("2,730" in ln for ln in lines)  # 546 x 3 fit + 546 x 2 TSTR images
+    assert any(" ref " in ln and "trained once" in ln for ln in out.splitlines())
+    total = next(ln for ln in out.splitlines() if ln.strip().startswith("total:"))
+    assert f"{est.trial_seconds / 3600:.2f} CPU-hours" not in total  # (the partial estimate above is not it)
+    assert f"{_gen_estimate(study, gen_calibration(study)).trial_seconds / 3600:.2f} CPU-hours" in total
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_calibrate_study_measures_a_generator_study_s_needs(tmp_path):
+    from medaug.sweep.calibrate import targets_from_study
+
+    study = load_study(write(tmp_path / "g.yaml", GEN_STUDY.replace("eval: {", "eval: {extractor: classifier, ")))
+    classifiers, generators = targets_from_study(study)
+    assert [g.generator for g in generators] == ["cvae"]  # one rate for both seeds
+    assert {t.key for t in classifiers} == {FAST_KEY, classifier_train_key("cnn", 28, 1, 64, "none", False, False)}
+    cal = gen_calibration(study)
+    cal.classifiers[classifiers[1].key] = {"train_images_per_s": 100.0, "checkpoint_s": 0.1}
+    cal.evaluation[classifier_eval_key("cnn", 28, 1)] = {"eval_images_per_s": 100.0}
+    assert generators[0].key in cal.generators and _gen_estimate(study, cal).complete
+
+
+def test_report_sets_a_generator_study_s_estimate_against_its_rows(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from medaug.store.generator_results import write_eval_row
+
+    study = load_study(write(tmp_path / "g.yaml", GEN_STUDY))
+    est = _gen_estimate(study, gen_calibration(study))
+    out = tmp_path / "gen-out"
+    end = datetime(2025, 1, 1, tzinfo=UTC)
+    trials = [i for i in est.items if i.kind == "gen"]
+    for k, item in enumerate(trials):  # fits took twice their estimate, evaluations three times
+        write_eval_row({"eval_id": f"e{k}", "generator": "cvae", "dataset": "breastmnist", "size": 28,
+                        "status": "finished", "trial_id": item.run_id, "fit_seconds": 2 * item.parts["fit_s"],
+                        "wall_seconds": 3 * item.parts["eval_s"], "fit_resumed_from": 0,
+                        "created_at": end - timedelta(seconds=10 * k)}, out)
+    write_estimate(out, est)
+    table = build_report([out], tmp_path / "report").tables["generator_estimated_vs_actual"]
+    first = table.rows[0][1]
+    fit, ev = trials[0].parts["fit_s"], trials[0].parts["eval_s"]
+    assert [c.text for c in first[1:]] in ([f"{fit:.1f}", f"{2 * fit:.1f}", f"{ev:.1f}", f"{3 * ev:.1f}",
+                                            f"{(2 * fit + 3 * ev) / (fit + ev):.2f}"],)
+    labels = [label for label, _ in table.rows]
+    study_row = "study: first fit's start to last row"
+    assert labels[2:] == ["reference classifiers", "all 2 trials and references", study_row]
+    ref = next(i for i in est.items if i.kind == "ref").seconds
+    assert table.cell("all 2 trials and references", "eval estimated (s)").text == f"{2 * ev + ref:.1f}"
+    assert table.cell(study_row, "eval actual (s)").text == f"{10 + 2 * fit + 3 * ev:.1f}"
+
+
+def test_a_generator_study_run_writes_its_estimate_first(tmp_path, monkeypatch):
+    """The driver writes OUT/estimate.json (from --calibration FILE) before Ray starts."""
+    from medaug.sweep import driver
+    from medaug.sweep.driver import run_study
+
+    study = load_study(write(tmp_path / "g.yaml", GEN_STUDY))
+    cal_file = save_calibration(gen_calibration(study), tmp_path / "site-cpu-1t.json")
+
+    def no_ray(*args, **kwargs):
+        raise RuntimeError("stop before Ray")
+
+    monkeypatch.setattr(driver, "ray_init", no_ray)
+    with pytest.raises(RuntimeError, match="stop before Ray"):
+        run_study(study, "local", tmp_path / "out", calibration=cal_file, progress=False, max_concurrent=2)
+    data = json.loads((tmp_path / "out" / "estimate.json").read_text())
+    assert data["complete"] and data["calibration"] == str(cal_file)
+    expected = _gen_estimate(study, gen_calibration(study))
+    assert {i["run_id"] for i in data["items"] if i["kind"] == "gen"} == {study.trial(c).trial_id for c in study.cells}
+    assert data["trial_seconds"] == pytest.approx(expected.trial_seconds)

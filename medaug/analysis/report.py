@@ -34,7 +34,7 @@ from medaug.analysis.methods import slug
 from medaug.analysis.render import Table
 from medaug.analysis.stats import StatsOptions, power_text
 from medaug.analysis.tables import Grid, best_methods, build_tables, gains, impossible_comparisons
-from medaug.analysis.timing import timing_table
+from medaug.analysis.timing import generator_timing_table, timing_table
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write, check_writable
 
@@ -87,6 +87,9 @@ def build_report(paths: Sequence[str | Path] | str | Path, out_dir: str | Path, 
     timing = timing_table(res.rows, res.sources)  # estimate.json of a sweep against wall_seconds
     if timing is not None:
         tables[timing.key] = timing
+    gen_timing = generator_timing_table(res.generator_eval, res.sources)  # a generator study's fits and evals
+    if gen_timing is not None:
+        tables[gen_timing.key] = gen_timing
     grid = Grid(res)
     messages = list(res.messages)
     figures = _figures(res, grid, opts, generator_runs, synthetic, max_montages, messages)

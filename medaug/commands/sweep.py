@@ -74,11 +74,15 @@ def sweep_command(args: argparse.Namespace) -> int:
             raise MedaugError(f"{study.source}: --make-synthetic is for classifier studies; a generator study's "
                               "trials are the fits")
         if args.dry_run:
-            generator_study.print_dry_run(study, args.executor, args.out, sys.stdout)  # type: ignore[arg-type]
+            generator_study.print_dry_run(study, args.executor, args.out, sys.stdout,  # type: ignore[arg-type]
+                                          site=site, data_root=args.data_root, verify_md5=args.verify_md5,
+                                          estimate={"max_concurrent": args.max_concurrent, "device": args.device,
+                                                    "calibration": args.calibration})
             return 0
         outcome = run_study(study, args.executor, args.out, site=site, resume=args.resume,
                             max_concurrent=args.max_concurrent, data_root=args.data_root, device=args.device,
-                            verify_md5=args.verify_md5, ray_address=args.ray_address, progress=not args.quiet)
+                            verify_md5=args.verify_md5, ray_address=args.ray_address, progress=not args.quiet,
+                            calibration=args.calibration)
         generator_study.print_outcome(outcome, sys.stdout)
         return 1 if outcome.failed else 0
     if args.dry_run:

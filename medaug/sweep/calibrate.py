@@ -89,7 +89,12 @@ class GeneratorTarget:
 def targets_from_study(study: Any, *, data_root: str | Path | None = None, verify_md5: bool = True
                        ) -> tuple[list[ClassifierTarget], list[GeneratorTarget]]:
     """The distinct classifier and generator targets of a study's cells (waiting ones included:
-    --make-synthetic makes them run) and of the fits --make-synthetic would run."""
+    --make-synthetic makes them run) and of the fits --make-synthetic would run; a generator
+    study's are its fits' and its evaluations' (generator_estimate.calibration_targets)."""
+    if getattr(study, "kind", "classifier") == "generator":
+        from medaug.sweep.generator_estimate import calibration_targets
+
+        return calibration_targets(study, data_root=data_root, verify_md5=verify_md5)
     classifiers: dict[str, ClassifierTarget] = {}
     generators: dict[str, GeneratorTarget] = {}
     for cell in study.cells:

@@ -217,7 +217,7 @@ def run_study(study: Study | str | Path, executor: str = "local", out: str | Pat
                                    else load_site(site), resume=resume, max_concurrent=max_concurrent,
                                    data_root=data_root, device=device, verify_md5=verify_md5,
                                    ray_address=ray_address, num_cpus=num_cpus, poll_s=poll_s, progress=progress,
-                                   stream=stream)
+                                   stream=stream, calibration=calibration)
     if executor not in EXECUTORS:
         raise MedaugError(f"--executor {executor!r}: expected one of {EXECUTORS}")
     site_profile = site if isinstance(site, SiteProfile) or site is None else load_site(site)

@@ -15,7 +15,8 @@ test-time-augmentation views, `n_synthetic` the set's size when it exists, else 
 strategy will make. A generator fit (--make-synthetic) is its training images (n_train x
 epochs, or StyleGAN2's kimg) over the fit img/s of (generator, size, channels, config),
 plus the images it samples over its sample img/s. A missing rate is named and nothing is
-estimated for that trial: a guess would look like a measurement.
+estimated for that trial: a guess would look like a measurement. A generator study's trial
+(a fit and its `generator eval`) is estimated from the same rates in generator_estimate.py.
 
 The study's wall time places the trials, longest first, on as many slots as run at once
 (--max-concurrent, the local machine's cores / threads per trial, or the SLURM
@@ -308,6 +309,7 @@ class TrialEstimate:
     setup_s: float = 0.0
     missing: str = ""
     notes: list[str] = field(default_factory=list)
+    parts: dict[str, float] = field(default_factory=dict)   # a generator trial's fit_s and eval_s
 
     @property
     def seconds(self) -> float | None:
@@ -342,9 +344,10 @@ class StudyEstimate:
         return hours * self.cpus_per_trial, hours * self.gpus_per_trial
 
     def wall_seconds(self) -> float:
-        """Fits first (they precede the trials), then the trials, each phase longest first on the slots."""
+        """Fits first (they precede the trials), then the trials (a generator study's too), each
+        phase longest first on the slots."""
         fits = [i.seconds for i in self.items if i.kind == "fit" and i.seconds is not None for _ in range(i.count)]
-        trials = [i.seconds for i in self.items if i.kind == "trial" and i.seconds is not None
+        trials = [i.seconds for i in self.items if i.kind != "fit" and i.seconds is not None
                   for _ in range(i.count)]
         return self.executor_start_s + pack(fits, self.concurrency) + pack(trials, self.concurrency)
 
@@ -367,9 +370,10 @@ def pack(durations: list[float], slots: int) -> float:
     return max(loads)
 
 
-def classifier_trial(spec: Any, facts: DataFacts, n_synthetic: int, cal: Calibration, tasks: int = 1
-                     ) -> TrialEstimate:
-    """The images of one classifier trial and their seconds at the calibrated rates."""
+def classifier_trial(spec: Any, facts: DataFacts, n_synthetic: int, cal: Calibration, tasks: int = 1,
+                     saves: bool = True) -> TrialEstimate:
+    """The images of one classifier trial and their seconds at the calibrated rates (`saves`:
+    with the per-epoch state save a sweep trial writes; a generator evaluation's classifiers save none)."""
     n = facts.n_train + n_synthetic
     epochs = spec.train_config().epochs_for(n)
     views = TTA_VIEWS.get(spec.tta, 1)
@@ -385,12 +389,18 @@ def classifier_trial(spec: Any, facts: DataFacts, n_synthetic: int, cal: Calibra
     if lacking:
         est.missing = "not calibrated: " + ", ".join(lacking)
         return est
-    saves = cal.rate("classifiers", est.key, "checkpoint_s") or 0.0
-    est.compute_s = est.train_images / train / tasks + est.eval_images / evaluate + epochs * saves
+    save_s = (cal.rate("classifiers", est.key, "checkpoint_s") or 0.0) if saves else 0.0
+    est.compute_s = est.train_images / train / tasks + est.eval_images / evaluate + epochs * save_s
     est.setup_s = cal.trial_setup_s or 0.0
     if tasks > 1:
         est.notes.append(f"training split over {tasks} tasks")
     return est
+
+
+def fit_images(config: Mapping[str, Any], n_train: int) -> int:
+    """Images a generator fit trains on: StyleGAN2's kimg, else epochs x the train split."""
+    kimg = float(config.get("kimg") or 0)
+    return int(round(kimg * 1000)) if kimg > 0 else int(config["epochs"]) * n_train
 
 
 def generator_fit(job: Any, facts: DataFacts, cal: Calibration) -> TrialEstimate:
@@ -398,8 +408,7 @@ def generator_fit(job: Any, facts: DataFacts, cal: Calibration) -> TrialEstimate
     from medaug.generators import GENERATORS
 
     config = GENERATORS.get(job.generator).make_config(job.config).to_dict()
-    kimg = float(config.get("kimg") or 0)
-    images = int(round(kimg * 1000)) if kimg > 0 else int(config["epochs"]) * facts.n_train
+    images = fit_images(config, facts.n_train)
     key = generator_key(job.generator, job.size, facts.channels, config)
     samples = 0
     for s in job.sets:
@@ -426,14 +435,10 @@ def generator_fit(job: Any, facts: DataFacts, cal: Calibration) -> TrialEstimate
     return est
 
 
-def estimate_study(study: Any, cal: Calibration | None, *, concurrency: int, cpus_per_trial: float,
-                   gpus_per_trial: float, fits: list[Any] | None = None, missing: str = "",
-                   facts: Callable[[str, int, Mapping[str, Any]], DataFacts] | None = None,
-                   cells: list[Any] | None = None) -> StudyEstimate:
-    """The estimate of every runnable cell (and of the fits --make-synthetic would run first).
-
-    `cal` None: nothing is estimated and `missing` says why. `facts(dataset, size, options)`
-    gives split sizes (default: `data_facts`, cached per data set here)."""
+def start_estimate(study: Any, cal: Calibration | None, *, concurrency: int, cpus_per_trial: float,
+                   gpus_per_trial: float, missing: str = "") -> StudyEstimate:
+    """A study's estimate with no items yet: the calibration, the executor's start-up and the
+    notes every study gets (concurrency unlike the calibration's, ASHA, a search)."""
     est = StudyEstimate(study=study.name, calibration=cal.source if cal else "", site=cal.site if cal else "",
                         device=cal.device if cal else "", concurrency=max(1, concurrency),
                         gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, missing=missing)
@@ -447,6 +452,12 @@ def estimate_study(study: Any, cal: Calibration | None, *, concurrency: int, cpu
         est.notes.append("ASHA stops some trials early: the trial times are upper bounds")
     if study.search:
         est.notes.append("searched fields at their defaults (a search over epochs, batch or classifier changes it)")
+    return est
+
+
+def cached_facts(facts: Callable[[str, int, Mapping[str, Any]], DataFacts] | None = None
+                 ) -> Callable[[str, int, Mapping[str, Any]], DataFacts | MedaugError]:
+    """`facts` (default `data_facts`) asked once per data set; a MedaugError is returned, not raised."""
     cache: dict[tuple[str, int, str], DataFacts | MedaugError] = {}
     get = facts or (lambda d, s, o: data_facts(d, s, o))
 
@@ -459,6 +470,22 @@ def estimate_study(study: Any, cal: Calibration | None, *, concurrency: int, cpu
                 cache[key] = exc
         return cache[key]
 
+    return facts_of
+
+
+def estimate_study(study: Any, cal: Calibration | None, *, concurrency: int, cpus_per_trial: float,
+                   gpus_per_trial: float, fits: list[Any] | None = None, missing: str = "",
+                   facts: Callable[[str, int, Mapping[str, Any]], DataFacts] | None = None,
+                   cells: list[Any] | None = None) -> StudyEstimate:
+    """The estimate of every runnable cell (and of the fits --make-synthetic would run first).
+
+    `cal` None: nothing is estimated and `missing` says why. `facts(dataset, size, options)`
+    gives split sizes (default: `data_facts`, cached per data set here)."""
+    est = start_estimate(study, cal, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+                         gpus_per_trial=gpus_per_trial, missing=missing)
+    if cal is None:
+        return est
+    facts_of = cached_facts(facts)
     for job in fits or []:
         f = facts_of(job.dataset, job.size, job.data_options)
         if isinstance(f, MedaugError):
@@ -546,7 +573,8 @@ def run_shape(study: Any, executor: str, site: Any = None, max_concurrent: int |
               device: str | None = None, cores: int | None = None) -> RunShape:
     """What the driver would do (driver.fit_resources, the SLURM concurrency), without starting it."""
     res = study.resources
-    trials = max(1, len(study.runnable_cells()) * study.trials_per_cell)
+    cells = study.runnable_cells() if hasattr(study, "runnable_cells") else study.cells  # a generator study: all
+    trials = max(1, len(cells) * study.trials_per_cell)
     if executor == "slurm":
         from medaug.sweep.driver import DEFAULT_SLURM_CONCURRENCY
 
@@ -588,6 +616,12 @@ def estimate_run(study: Any, executor: str, *, site: Any = None, max_concurrent:
         why = (f"{cal.source} was measured with {cal.threads} thread(s) per process; this study's trials use "
                f"{shape.threads}")
         cal = None
+    if getattr(study, "kind", "classifier") == "generator":  # fits + evaluations: generator_estimate.py
+        from medaug.sweep.generator_estimate import estimate_generator_study
+
+        return estimate_generator_study(study, cal, concurrency=shape.concurrency,
+                                        cpus_per_trial=shape.cpus_per_trial, gpus_per_trial=shape.gpus_per_trial,
+                                        missing=why, facts=lambda d, s, o: data_facts(d, s, o, data_root, verify_md5))
     return estimate_study(study, cal, concurrency=shape.concurrency, cpus_per_trial=shape.cpus_per_trial,
                           gpus_per_trial=shape.gpus_per_trial, fits=fits, missing=why, cells=cells,
                           facts=lambda d, s, o: data_facts(d, s, o, data_root, verify_md5))

@@ -843,9 +843,10 @@ def run_generator_study(study: GeneratorStudy, executor: str = "local", out: str
                         site: Any = None, resume: bool = False, max_concurrent: int | None = None,
                         data_root: str | Path | None = None, device: str | None = None, verify_md5: bool = True,
                         ray_address: str | None = None, num_cpus: int | None = None, poll_s: float | None = None,
-                        progress: bool = True, stream: IO[str] | None = None):
+                        progress: bool = True, stream: IO[str] | None = None, calibration: str | Path | None = None):
     """Run (or resume) every trial of a generator study; returns a `driver.StudyOutcome`
-    whose `rows` are the trials' generator-eval rows."""
+    whose `rows` are the trials' generator-eval rows. OUT/estimate.json gets the study's
+    estimate first (from `calibration`, else the site's; medaug/sweep/generator_estimate.py)."""
     from medaug.sweep import driver as d
 
     stream = stream or sys.stderr
@@ -871,6 +872,11 @@ def run_generator_study(study: GeneratorStudy, executor: str = "local", out: str
 
         root = check_job_root(site)
         check_job_records(out_dir, root, say)
+    from medaug.sweep.estimate import record_estimate
+
+    # OUT/estimate.json: what `medaug report` sets against each trial's fit_seconds and wall_seconds
+    record_estimate(study, executor, out_dir, say, site=site, max_concurrent=max_concurrent, device=device,
+                    calibration=calibration, data_root=data_root, verify_md5=verify_md5)
     total = len(study.cells) * study.trials_per_cell
     experiment_path = out_dir / "ray" / study.name
     t0 = time.perf_counter()
@@ -985,8 +991,11 @@ def _record_outcomes(grid: Any, opts: TrialOptions, executor: str, interrupted: 
 
 # ----------------------------------------------------------------------------- dry run, outcome
 
-def print_dry_run(study: GeneratorStudy, executor: str, out: Path | None, stream: IO[str]) -> None:
-    """Every trial: its id, cell, fit folder and whether it is done; the eval options and scheduler."""
+def print_dry_run(study: GeneratorStudy, executor: str, out: Path | None, stream: IO[str], *, site: Any = None,
+                  data_root: str | Path | None = None, verify_md5: bool = True,
+                  estimate: Mapping[str, Any] | None = None) -> None:
+    """Every trial: its id, cell, fit folder and whether it is done; the eval options and scheduler;
+    with `estimate` (estimate_run's max_concurrent, device, calibration) the cost per cell and in total."""
     out_dir = Path(out if out is not None else study.results).expanduser().resolve()
     w = stream.write
     per_cell = study.trials_per_cell
@@ -1015,6 +1024,11 @@ def print_dry_run(study: GeneratorStudy, executor: str, out: Path | None, stream
         note = f"   [{state}]" if state else ""
         w(f"{cell.index:>4}  {trial.trial_id:<44}  {cell.label} (epochs {trial.epochs}, seed "
           f"{trial.config['seed']}){note}\n")
+    if estimate is not None:  # the cost before a run (medaug/sweep/generator_estimate.py)
+        from medaug.sweep.estimate import describe, estimate_run
+
+        est = estimate_run(study, executor, site=site, data_root=data_root, verify_md5=verify_md5, **estimate)
+        w("\n" + "\n".join(describe(est)) + "\n")
     w("\ndry run: nothing was run\n")
 
 
