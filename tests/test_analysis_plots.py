@@ -94,3 +94,27 @@ def test_fidelity_utility_scatter_tolerates_missing_columns(tmp_path):
                                                            trtr_acc=np.nan, fid_floor=np.nan)
     written(plots.fidelity_utility_figure(only_fid, util), tmp_path, "fid_only")
     assert plots.fidelity_utility_figure(None, util) is None
+
+
+def test_gain_heatmap_marks_fragile_arrows_with_a_dagger_and_its_legend(tmp_path):
+    """An arrow from fewer than 5 matched seeds carries the tables' dagger (†), and the figure
+    says what it means; an arrow from 5 seeds and a non-significant gain carry none."""
+    from medaug.analysis.stats import FRAGILE_MARK, Comparison, fragile_note
+    from medaug.analysis.tables import Gain
+
+    def comp(seeds: int, verdict: str, diff: float) -> Comparison:
+        return Comparison(label="m", metric="acc", seeds=tuple(range(seeds)), mean_diff=diff, ci_low=diff - 0.01,
+                          ci_high=diff + 0.01, p_value=0.01, test="t", p_holm=0.02, verdict=verdict)
+
+    items = [Gain("breastmnist", "three seeds", comp(3, "improved", 0.031)),
+             Gain("breastmnist", "five seeds", comp(5, "worse", -0.022)),
+             Gain("breastmnist", "not significant", comp(3, "n.s.", 0.004))]
+    fig = plots.gain_heatmap_figure(items)
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert texts == {f"+3.1↑{FRAGILE_MARK}", "-2.2↓", "+0.4"}
+    legend = fig.get_supxlabel().replace("\n", " ")
+    assert legend == fragile_note() and plots.gain_heatmap_legend(items) == fragile_note()
+    written(fig, tmp_path, "fragile_heatmap")
+    solid = [items[1], items[2]]  # no dagger drawn: no legend line
+    assert plots.gain_heatmap_legend(solid) == ""
+    assert plots.gain_heatmap_figure(solid).get_supxlabel() == ""

@@ -9,7 +9,8 @@ Figures (seed 000 figure numbers in brackets):
 - confusion matrix of the best configuration per dataset, summed over seeds [Figs. 29-44];
 - per-epoch train loss / validation ACC / validation AUC, mean and range over seeds [Figs. 30-44];
 - class counts per dataset (test split, from the rows' supports) [Figs. 10-17];
-- datasets x methods heatmap of the mean ACC gain over the baseline, with Holm-corrected marks;
+- datasets x methods heatmap of the mean ACC gain over the baseline, with Holm-corrected marks
+  (a dagger on those resting on fewer than 5 matched seeds, as in the tables);
 - generator loss curves from a generator run's loss table [Fig. 27];
 - montage of synthetic images per class from a Zarr v3 store [Fig. 28];
 - generator fidelity (FID, precision/recall) beside utility (downstream gain, TSTR).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from medaug.analysis.stats import RankCorrelation, rank_correlation
+from medaug.analysis.stats import FRAGILE_MARK, RankCorrelation, fragile_note, rank_correlation
 from medaug.analysis.methods import BASELINE_LABEL, GENERATOR_NAMES
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write
@@ -185,8 +187,14 @@ def class_distribution_figure(rows: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def gain_heatmap_legend(gains: Sequence) -> str:
+    """The legend line of the fragile dagger when some arrow of the heatmap carries one, else ""."""
+    return fragile_note() if any(g.comparison.fragile for g in gains) else ""
+
+
 def gain_heatmap_figure(gains: Sequence, metric: str = "ACC") -> Figure | None:
-    """Contexts x methods: mean paired gain over the baseline (pp); ↑/↓ significant after Holm, n.s. blank."""
+    """Contexts x methods: mean paired gain over the baseline (pp); ↑/↓ significant after Holm, n.s. blank;
+    † after an arrow resting on fewer than 5 matched seeds (as in the tables), explained under the plot."""
     if not gains:
         return None
     ctxs = list(dict.fromkeys(g.context for g in gains))
@@ -198,7 +206,7 @@ def gain_heatmap_figure(gains: Sequence, metric: str = "ACC") -> Figure | None:
         c = g.comparison
         if c.n >= 1:
             val[i, j] = c.mean_diff * 100
-        mark = {"improved": "↑", "worse": "↓"}.get(c.verdict, "")
+        mark = {"improved": "↑", "worse": "↓"}.get(c.verdict, "") + (FRAGILE_MARK if c.fragile else "")
         text[i][j] = "n/a" if c.n == 0 else f"{c.mean_diff * 100:+.1f}{mark}" + (" (n=1)" if c.n == 1 else "")
     lim = np.nanmax(np.abs(val)) if np.isfinite(val).any() else 1.0
     lim = max(lim, 0.1)
@@ -214,6 +222,10 @@ def gain_heatmap_figure(gains: Sequence, metric: str = "ACC") -> Figure | None:
         ax.set_yticks(range(len(ctxs)), [_short(c, 28) for c in ctxs])
         fig.colorbar(im, ax=ax, label=f"{metric} gain (pp)")
         ax.set_title(f"Mean {metric} gain over {BASELINE_LABEL} (↑/↓: significant after Holm)")
+        legend = gain_heatmap_legend(gains)
+        if legend:  # about 3.5 pt per character at 6 pt: wrapped to the figure's width
+            width = int(fig.get_figwidth() * 72 / 3.5)
+            fig.supxlabel(textwrap.fill(legend, max(40, width)), fontsize=6, ha="left", x=0.01)
     return fig
 
 

@@ -169,9 +169,9 @@ def _figures(res: Results, grid: Grid, opts: StatsOptions, generator_runs: Seque
     add(plots.class_distribution_figure(res.finished if not res.finished.empty else res.rows), "class_distribution",
         "Class counts of each dataset's test split (seed 000 Figs. 10-17).")
     acc_gains = gains(grid, opts)
-    add(plots.gain_heatmap_figure(acc_gains), "gain_heatmap",
+    add(plots.gain_heatmap_figure(acc_gains), "gain_heatmap", " ".join(filter(None, (
         "Mean test-ACC gain over the no-GDA/WRS baseline per dataset and method, paired over matched seeds; "
-        "↑/↓: significant after Holm over the whole heatmap.")
+        "↑/↓: significant after Holm over the whole heatmap.", plots.gain_heatmap_legend(acc_gains)))))
     utility = _utility(grid, acc_gains)
     add(plots.fidelity_utility_figure(res.generator_eval, utility), "fidelity_utility",
         "Generator fidelity (FID above the real-vs-real floor, precision/recall) beside utility (downstream ACC "
