@@ -28,9 +28,11 @@ def make_row(dataset: str = "breastmnist", *, augmentation: str = "none", wrs: b
              confusion: list[list[int]] | None = None, f1: list[float] | None = None,
              precision: list[float] | None = None, recall: list[float] | None = None,
              error: str | None = None, epochs: int = 3, study: str = "test-study", recipe: str = "seed000",
-             tta: str = "none") -> dict:
+             tta: str = "none", data_options: dict | None = None, dataset_md5: str | None = None) -> dict:
     """A complete, plausible result row; the metric arguments are the known values. The training
-    fields are the recipe's (the classifier too, unless given), except `epochs`."""
+    fields are the recipe's (the classifier too, unless given), except `epochs`. `data_options`
+    and `dataset_md5` (default `md5-<dataset>`) say which data of a source the row saw (a
+    class-folder tree, COVID's options); rows given options get their own run ids."""
     fields = {**RECIPES[recipe].fields, "epochs": epochs}
     classifier = classifier or fields["classifier"]
     names = CLASS_NAMES.get(dataset, ["a", "b", "c"])
@@ -40,7 +42,9 @@ def make_row(dataset: str = "breastmnist", *, augmentation: str = "none", wrs: b
         synthetic = f"/tmp/none/{generator}.zarr#{dataset}-s{seed}"
         provenance = json.dumps({"generator": generator, "strategy": strategy, "seed": seed})
     key = (f"{dataset}-{size}-{classifier}-{augmentation}-{'wrs' if wrs else 'nowrs'}-{generator or 'real'}-s{seed}"
-           + ("" if recipe == "seed000" else f"-{recipe}") + ("" if tta == "none" else f"-tta-{tta}"))
+           + ("" if recipe == "seed000" else f"-{recipe}") + ("" if tta == "none" else f"-tta-{tta}")
+           + ("" if data_options is None else f"-{zlib.crc32(json.dumps(data_options, sort_keys=True).encode()):08x}")
+           + ("" if dataset_md5 is None else f"-{dataset_md5}"))
     if confusion is None:
         confusion = (np.eye(k, dtype=int) * 10 + 1).tolist()
     rng = np.random.default_rng(zlib.crc32(key.encode()))
@@ -58,7 +62,9 @@ def make_row(dataset: str = "breastmnist", *, augmentation: str = "none", wrs: b
         "milestones": list(fields["milestones"]), "seed": seed, "recipe": recipe, "recipe_version": 1, "tta": tta,
         "epochs_trained": epochs, "spec_json": json.dumps(spec, sort_keys=True),
         "task": "binary-class" if k == 2 else "multi-class", "class_names": names, "n_train": 546,
-        "n_synthetic": 54 if generator else 0, "dataset_version": "3.0", "dataset_md5": f"md5-{dataset}",
+        "n_synthetic": 54 if generator else 0, "dataset_version": "3.0",
+        "dataset_md5": f"md5-{dataset}" if dataset_md5 is None else dataset_md5,
+        "data_options": None if data_options is None else json.dumps(data_options, sort_keys=True),
         "train_hash": "th", "val_hash": "vh", "test_hash": "teh",
         "synthetic_id": "sid" if generator else None, "synthetic_provenance": provenance,
         "best_epoch": epochs if finished else None,

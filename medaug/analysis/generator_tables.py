@@ -50,7 +50,7 @@ def row_labels(ev: pd.DataFrame) -> pd.Series:
     ev = ev.copy()
     size = ev["size"] if "size" in ev else pd.Series(28, index=ev.index)
     protocol = ev["recipe"].fillna("?").astype(str) + ", " + ev["extractor"].fillna("?").astype(str)
-    labels = ev["dataset"].astype(str)
+    labels = (ev["data"] if "data" in ev else ev["dataset"]).astype(str)  # two folder trees: two rows
     for ds, g in ev.groupby(labels):
         sizes = set(size[g.index])
         protos = set(protocol[g.index])

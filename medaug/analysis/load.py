@@ -283,6 +283,12 @@ def load_results(paths: Sequence[str | Path] | str | Path, *, with_generator_eva
     else:
         read = read_result_rows(paths)
     rows, notes = annotate(read.table.to_pandas())
+    if gen_eval is not None:  # the classifier rows' `data` label of the same train split (analysis/data_label.py)
+        from medaug.analysis.data_label import eval_data_labels
+
+        hashes = gen_eval["train_hash"].tolist() if "train_hash" in gen_eval else [None] * len(gen_eval)
+        gen_eval["data"] = eval_data_labels(gen_eval["dataset"].tolist(), hashes, rows["train_hash"].tolist(),
+                                            rows["data"].tolist())
     return Results(rows=rows, sources=tuple(Path(p) for p in paths), n_files=len(read.files),
                    messages=read.messages + notes, generator_eval=gen_eval)
 

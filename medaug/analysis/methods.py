@@ -1,9 +1,11 @@
 """What each result row *is*: its context (what it may be compared with) and its method.
 
-Two runs are comparable only when they share a **context**: the same dataset and the
-same training setting (image size, recipe, classifier, optimizer, lr, epochs, batch, ...,
-test-time augmentation). A context is labelled by its dataset, its recipe when the rows
-hold more than one, and the settings that vary beyond what the recipes explain.
+Two runs are comparable only when they share a **context**: the same data (the row's
+`data` label: the dataset, told apart by its tree, copy and data options where one source
+makes several, `medaug.analysis.data_label`) and the same training setting (image size,
+recipe, classifier, optimizer, lr, epochs, batch, ..., test-time augmentation). A context
+is labelled by its data, its recipe when the rows hold more than one, and the settings
+that vary beyond what the recipes explain.
 Inside a context they differ by their **method**: geometric augmentation, WRS, and
 the generator (and mixing strategy) of the synthetic set, if any. Seeds are the
 replicates of a (context, method) cell.
@@ -19,6 +21,8 @@ import json
 import re
 
 import pandas as pd
+
+from medaug.analysis.data_label import data_labels
 
 # Spec fields that make up a context (everything in the spec but the method and the seed).
 SETTING_FIELDS = ("dataset", "size", "recipe", "recipe_version", "classifier", "optimizer", "nesterov", "lr", "momentum",
@@ -86,7 +90,7 @@ def slug(text: str) -> str:
 
 
 def annotate(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Add `context`, `context_key`, `generator`, `strategy`, `geometric`, `method`, `method_key`,
+    """Add `data` (`medaug.analysis.data_label`), `context`, `context_key`, `generator`, `strategy`, `geometric`, `method`, `method_key`,
     `method_rank` and `is_baseline` columns; returns (annotated copy, notes)."""
     df = df.copy()
     notes: list[str] = []
@@ -140,7 +144,11 @@ def annotate(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     df["method_rank"] = [ranks.index(rank(*k)) for k in keys]
     df["is_baseline"] = (aug == "none") & ~df["wrs"] & df["generator"].isna()
 
+    # the data, not the source's name: two class-folder trees, or two COVID crops, are two contexts
+    df["data"] = data_labels(*(df[c].tolist() if c in df else [None] * len(df)
+                               for c in ("dataset", "size", "data_options", "dataset_md5")))
     values = {f: df[f].map(_setting_value) if f in df else pd.Series("", index=df.index) for f in SETTING_FIELDS}
+    values["dataset"] = df["data"].astype(str)
     recipes = values["recipe"]
     # a field that differs only between recipes is said by the recipe's name
     varying = [f for f in SETTING_FIELDS[1:] if values[f].nunique(dropna=False) > 1
@@ -149,7 +157,7 @@ def annotate(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     labels = []
     for i in range(len(df)):
         extra = [_fmt_setting(f, values[f].iloc[i]) for f in varying]
-        labels.append(" · ".join([str(df["dataset"].iloc[i])] + extra))
+        labels.append(" · ".join([str(df["data"].iloc[i])] + extra))
     df["context"] = labels
     return df, notes
 

@@ -162,7 +162,7 @@ def curves_figure(rows: pd.DataFrame, title: str) -> Figure | None:
 def class_distribution_figure(rows: pd.DataFrame) -> Figure | None:
     """Test-split class counts per dataset (the rows carry `test_support`; train counts are not stored)."""
     per_ds = []
-    for ds, g in rows.groupby("dataset", sort=True):
+    for ds, g in rows.groupby("data" if "data" in rows else "dataset", sort=True):
         for names, support in zip(g["class_names"], g["test_support"]):
             if support is not None and len(support):
                 names = list(names) if names is not None and len(names) == len(support) else \
@@ -388,7 +388,7 @@ def fidelity_utility_points(gen_eval: pd.DataFrame | None, utility: pd.DataFrame
         return None
     ev = gen_eval.copy()
     ev["generator"] = ev["generator"].astype(str)
-    ev["dataset"] = ev["dataset"].astype(str)
+    ev["dataset"] = (ev["data"] if "data" in ev else ev["dataset"]).astype(str)  # `_utility`'s key: the data label
     agg = ev.groupby(["dataset", "generator"]).mean(numeric_only=True).reset_index()
     if utility is not None and not utility.empty:
         agg = agg.merge(utility, on=["dataset", "generator"], how="left")

@@ -9,6 +9,9 @@ nothing but the rows and can reach nothing else:
   result row (corrupt, foreign, an unknown `schema_version`) refuses the query with one
   line, as it refuses the other two. Generator evaluations (`OUT/generator-eval/*.parquet`),
   when present, are the table `generator_eval`.
+- `results` holds one column more than the files: `data`, the label the tables group rows by
+  (`medaug.analysis.data_label`: the dataset, told apart by class-folder tree and data
+  options where one source makes several); `generator_eval` gets the same column.
 - they are copied into in-memory tables *before* the user's SQL runs; then DuckDB's
   external access is switched off (no file is read, written or deleted: `COPY`,
   `read_csv`, `glob`, `ATTACH`, `EXPORT DATABASE`, `INSTALL`, persistent secrets, ...) and
@@ -43,6 +46,7 @@ from medaug.errors import MedaugError
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
+    import pyarrow as pa
 
 T = TypeVar("T")
 
@@ -72,13 +76,19 @@ def connect(results: str | Path) -> duckdb.DuckDBPyConnection:
         import duckdb
     except ImportError:
         raise MedaugError("medaug results query needs duckdb: pip install duckdb") from None
+    from medaug.analysis.data_label import eval_data_labels
     from medaug.analysis.load import load_generator_eval, read_result_rows
 
     rows = read_result_rows([results])  # refuses a missing or empty folder and invalid files, by name
     gen = load_generator_eval([results])
+    table, data = _with_data(rows.table)
+    if gen is not None:
+        gen = gen.assign(data=eval_data_labels(gen["dataset"].tolist(), gen["train_hash"].tolist()
+                                               if "train_hash" in gen else [None] * len(gen),
+                                               table.column("train_hash").to_pylist(), data))
     con = duckdb.connect(":memory:", config=CONNECT_CONFIG)
     try:
-        con.from_arrow(rows.table).create("results")
+        con.from_arrow(table).create("results")
         if gen is not None:
             try:
                 con.from_df(gen).create("generator_eval")
@@ -91,6 +101,22 @@ def connect(results: str | Path) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+def _with_data(table: pa.Table) -> tuple[pa.Table, list[str]]:
+    """The rows with the column `data` appended (`medaug.analysis.data_label`): what the tables
+    group by, so that `GROUP BY data` keeps two class-folder trees, or two COVID crops, apart."""
+    import numpy as np
+    import pyarrow as pa
+
+    from medaug.analysis.data_label import data_labels
+
+    data = data_labels(*(table.column(c).to_pylist() for c in ("dataset", "size", "data_options", "dataset_md5")))
+    encoded = [s.encode() for s in data]
+    offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int32)
+    # from buffers: pa.array would import pandas to check its input (half a second of every query)
+    column = pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+    return table.append_column("data", column), data
 
 
 def check_read_only(sql: str) -> None:

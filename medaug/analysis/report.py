@@ -233,7 +233,7 @@ def _utility(grid: Grid, acc_gains) -> pd.DataFrame:
         r = rows.iloc[0]
         if r["generator"] is None or r["wrs"] or r["augmentation"] != "none" or g.comparison.n == 0:
             continue
-        recs.append({"dataset": r["dataset"], "generator": r["generator"], "gain_pp": g.comparison.mean_diff * 100,
+        recs.append({"dataset": r["data"], "generator": r["generator"], "gain_pp": g.comparison.mean_diff * 100,
                      "verdict": g.comparison.verdict})
     if not recs:
         return pd.DataFrame(columns=["dataset", "generator", "gain_pp", "verdict"])

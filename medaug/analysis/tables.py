@@ -589,7 +589,7 @@ def impossible_comparisons(grid: Grid) -> list[str]:
                            f"seeds {sorted(base_seeds)}): no paired comparison")
             elif len(matched) < 2:
                 out.append(f"{ctx}: {m} has only {len(matched)} seed matched with the baseline: shown, never claimed")
-    datasets = sorted(set(grid.df["dataset"])) if not grid.df.empty else []
+    datasets = sorted(set(grid.df["data"])) if not grid.df.empty else []
     if len(grid.contexts) > len(datasets):
         out.append("some datasets were run under several settings (classifier, size, optimizer, ...); each setting is "
                    "its own context and is compared only with its own baseline")
