@@ -373,3 +373,13 @@ def test_a_generator_study_run_writes_its_estimate_first(tmp_path, monkeypatch):
     expected = _gen_estimate(study, gen_calibration(study))
     assert {i["run_id"] for i in data["items"] if i["kind"] == "gen"} == {study.trial(c).trial_id for c in study.cells}
     assert data["trial_seconds"] == pytest.approx(expected.trial_seconds)
+
+
+def test_calibrating_a_per_class_dcgan_uses_its_single_class_batches(one_thread):
+    """dcgan refuses mixed-class batches: the fit rate is measured on a batch of its own batching."""
+    from medaug.sweep.calibrate import GeneratorTarget, measure_generator
+    from medaug.train.device import resolve_device
+
+    got = measure_generator(GeneratorTarget("dcgan", 28, 1, {"width": 0.25, "batch_size": 16}), 0.1,
+                            resolve_device("cpu"))
+    assert got["fit_images_per_s"] > 0 and got["fit_images"] % 16 == 0 and got["sample_images_per_s"] > 0

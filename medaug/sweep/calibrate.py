@@ -224,8 +224,12 @@ def measure_generator(t: GeneratorTarget, seconds: float, device: Any, sync=None
     gen = build_generator(t.generator, t.channels, t.size, 2, config, device=device)
     gen.train_mode(True)
     rng = np.random.default_rng(0)
+    # one batch as the generator's own batching makes it (dcgan: one class per batch)
+    pool = (np.arange(2 * batch) % 2).astype(np.int64)
+    idx = gen.batch_indices(pool, batch, torch.Generator().manual_seed(0))[0]
+    batch = len(idx)
     x_all = torch.from_numpy(rng.integers(0, 256, (batch, t.channels, t.size, t.size), dtype=np.uint8)).to(gen.device)
-    y_all = torch.from_numpy((np.arange(batch) % 2).astype(np.int64)).to(gen.device)
+    y_all = torch.from_numpy(pool[idx]).to(gen.device)
 
     def steps(n: int) -> float:
         t0 = time.perf_counter()
