@@ -18,7 +18,6 @@ dependencies (pandas, pyarrow, numpy, scipy, matplotlib), not torch.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,11 +26,10 @@ import pandas as pd
 from medaug.analysis.load import Results, load_results
 from medaug.analysis.methods import GENERATOR_NAMES
 from medaug.analysis.published import (Pending, legend, mark_comparisons, one_context, ours, per_class_per_seed,
-                                       per_seed, published, require_rows)
+                                       per_seed, published, require_rows, script_parser, write_tables)
 from medaug.analysis.render import Cell, Table
 from medaug.analysis.stats import StatsOptions, summarize
 from medaug.errors import MedaugError
-from medaug.store.atomic import atomic_write_text
 
 DATASET = "isic2019"
 CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
@@ -182,11 +180,7 @@ def build(res: Results, opts: StatsOptions) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+", help="results folders (OUT or OUT/results; OUT/generator-eval is read too)")
-    ap.add_argument("--out", required=True, help="folder for the tables")
-    ap.add_argument("--test", choices=("t", "wilcoxon"), default="t")
-    ap.add_argument("--alpha", type=float, default=0.05)
+    ap = script_parser(__doc__, "results folders (OUT or OUT/results; OUT/generator-eval is read too)", "folder for the tables")
     args = ap.parse_args(argv)
     try:
         tables = build(load_results(args.results), StatsOptions(test=args.test, alpha=args.alpha))
@@ -194,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kosheleva2020: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    for t in tables:
-        for ext, text in t.files().items():
-            atomic_write_text(out / f"{t.key}.{ext}", text)
-        print(t.to_markdown())
+    write_tables(tables, out)
     print(f"wrote {len(tables)} tables under {out}")
     return 0
 

@@ -17,18 +17,24 @@ CVAE, Joint VAE, cGAN}); any subset of it works, missing parts are named.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from medaug.analysis import plots
 from medaug.analysis.load import load_results
 from medaug.analysis.methods import BASELINE_LABEL, slug
+from medaug.analysis.published import script_parser, write_tables
 from medaug.analysis.render import Cell, Table
 from medaug.analysis.stats import StatsOptions
-from medaug.analysis.tables import Grid, best_methods, gains, table2, table5, table_generators
+from medaug.analysis.tables import (
+    Grid,
+    best_methods,
+    gains,
+    table2,
+    table5,
+    table_generators,
+)
 from medaug.errors import MedaugError
-from medaug.store.atomic import atomic_write_text
 
 DATASETS = ("pathmnist", "dermamnist", "octmnist", "pneumoniamnist", "breastmnist", "organamnist", "organcmnist",
             "organsmnist")
@@ -72,11 +78,7 @@ def published_vs_reproduced(grid: Grid) -> Table:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+", help="results folders (OUT or OUT/results)")
-    ap.add_argument("--out", required=True, help="folder for the tables and figures")
-    ap.add_argument("--test", choices=("t", "wilcoxon"), default="t")
-    ap.add_argument("--alpha", type=float, default=0.05)
+    ap = script_parser(__doc__, "results folders (OUT or OUT/results)", "folder for the tables and figures")
     ap.add_argument("--no-figures", action="store_true", help="tables only (faster)")
     args = ap.parse_args(argv)
     try:
@@ -89,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"leroux2021: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    for t in tables:
-        for ext, text in t.files().items():
-            atomic_write_text(out / f"{t.key}.{ext}", text)
-        print(t.to_markdown())
+    write_tables(tables, out)
     present = set(res.finished["dataset"])
     missing = [d for d in DATASETS if d not in present]
     if missing:

@@ -19,19 +19,27 @@ one run each. Its "Best Epoch" counts from 0; ours is shown the same way (medaug
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from medaug.analysis.load import Results, load_results
-from medaug.analysis.published import Pending, legend, mark_comparisons, one_context, ours, per_seed, published, \
-    require_rows
+from medaug.analysis.published import (
+    Pending,
+    legend,
+    mark_comparisons,
+    one_context,
+    ours,
+    per_seed,
+    published,
+    require_rows,
+    script_parser,
+    write_tables,
+)
 from medaug.analysis.render import Cell, Table
 from medaug.analysis.stats import StatsOptions
 from medaug.errors import MedaugError
-from medaug.store.atomic import atomic_write_text
 
 DATASETS = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
             "organamnist", "organcmnist", "organsmnist")
@@ -197,11 +205,7 @@ def build(res: Results, opts: StatsOptions) -> list[Table]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+", help="results folders (OUT or OUT/results)")
-    ap.add_argument("--out", required=True, help="folder for the tables")
-    ap.add_argument("--test", choices=("t", "wilcoxon"), default="t")
-    ap.add_argument("--alpha", type=float, default=0.05)
+    ap = script_parser(__doc__, "results folders (OUT or OUT/results)", "folder for the tables")
     args = ap.parse_args(argv)
     try:
         res = load_results(args.results)
@@ -210,10 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"song_zhao2021: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    for t in tables:
-        for ext, text in t.files().items():
-            atomic_write_text(out / f"{t.key}.{ext}", text)
-        print(t.to_markdown())
+    write_tables(tables, out)
     missing = [d for d in DATASETS if d not in set(res.finished["dataset"])]
     if missing:
         print(f"not in these results (seed 004 has them): {', '.join(missing)}")

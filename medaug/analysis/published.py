@@ -10,16 +10,19 @@ Used by analysis/kosheleva2020.py (seed 002) and analysis/song_zhao2021.py (seed
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from medaug.analysis.render import Cell
+from medaug.analysis.render import Cell, Table
 from medaug.analysis.stats import StatsOptions, decide, paired_compare, summarize
 from medaug.errors import MedaugError
+from medaug.store.atomic import atomic_write_text
 
 
 def _number(value: object) -> float:
@@ -136,3 +139,22 @@ def require_rows(df: pd.DataFrame, dataset_names: Sequence[str], study: str) -> 
         present = ", ".join(sorted(set(df["dataset"]))) if not df.empty else "no finished runs"
         raise MedaugError(f"no finished runs of {study}'s data sets ({', '.join(dataset_names)}) in these results "
                           f"({present})")
+
+
+def script_parser(doc: str, results_help: str = "results folders (OUT or OUT/results)",
+                  out_help: str = "folder for the tables") -> argparse.ArgumentParser:
+    """The command line every seed's analysis script shares: results folders, --out and the test options."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("results", nargs="+", help=results_help)
+    ap.add_argument("--out", required=True, help=out_help)
+    ap.add_argument("--test", choices=("t", "wilcoxon"), default="t")
+    ap.add_argument("--alpha", type=float, default=0.05)
+    return ap
+
+
+def write_tables(tables: Sequence[Table], out: Path) -> None:
+    """Write each table's md/tex/csv forms under `out` and print its markdown."""
+    for t in tables:
+        for ext, text in t.files().items():
+            atomic_write_text(out / f"{t.key}.{ext}", text)
+        print(t.to_markdown())
