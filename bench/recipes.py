@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/recipes.py --data-root ../shared/data/medmnist \
         [--recipes seed000 fast medmnist-v2] [--datasets breastmnist bloodmnist organamnist] \
-        [--seeds 0 1 2 3 4] [--skip medmnist-v2:bloodmnist medmnist-v2:organamnist] [--tta shift] \
+        [--seeds 0 1 2 3 4] [--skip medmnist-v2:bloodmnist medmnist-v2:organamnist ...] [--tta shift] \
         [--out results/recipe-bench] [--reuse results/strong-baselines] [--markdown]
 
 For every recipe x data set x seed, the recipe's run as a study runs it (28 px, no
@@ -130,7 +130,8 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=["breastmnist", "bloodmnist", "organamnist"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--skip", nargs="*", default=["medmnist-v2:bloodmnist", "medmnist-v2:organamnist"],
-                   help="RECIPE:DATASET pairs not to run (default: the 100-epoch ResNet-18 on the big sets)")
+                   help="RECIPE:DATASET pairs not to run (default: the 100-epoch ResNet-18 on the big sets), "
+                        "or RECIPE:DATASET:TTA to leave out one variant (e.g. medmnist-v2:breastmnist:shift)")
     p.add_argument("--tta", default="shift", choices=["flip", "shift", "flip-shift"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("results/recipe-bench"))
@@ -145,6 +146,8 @@ def main() -> None:
             if f"{recipe}:{dataset}" in args.skip:
                 continue
             for tta in ("none", args.tta):
+                if f"{recipe}:{dataset}:{tta}" in args.skip:
+                    continue
                 for seed in args.seeds:
                     spec = ExperimentSpec.from_dict({"dataset": dataset, "recipe": recipe, "seed": seed, "tta": tta})
                     if args.table_only:
