@@ -141,3 +141,36 @@ def test_cli_steps_and_guidance_for_edm_refused_for_a_gan(world, tmp_path, capsy
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--steps" in err and "cgan" in err and "edm" in err
     assert sorted((out / GENERATOR_EVAL_DIR).glob("*.parquet")) == before
+
+
+def test_tstr_n_caps_tstr_and_trains_trtr_on_as_many_real_images(world, monkeypatch):
+    from medaug.experiment import fit_and_test
+
+    root, splits, ckpt, out = world
+    asked: list[int] = []
+    sample = GENERATORS.get("class-mean-noise").sample
+
+    def counting(self, labels, seed):
+        asked.append(len(labels))
+        return sample(self, labels, seed)
+
+    monkeypatch.setattr(GENERATORS.get("class-mean-noise"), "sample", counting)
+    full = evaluate.evaluate_generator(ckpt, out, options(tstr=True, overwrite=True), splits=splits)
+    capped = evaluate.evaluate_generator(ckpt, out, options(tstr=True, tstr_n=20, overwrite=True), splits=splits)
+    assert full["tstr_n"] == len(splits.train) == 45 and capped["tstr_n"] == 20
+    assert asked == [30, 45, 30, 20]  # the FID draw, then the TSTR set of each evaluation
+    assert capped["eval_id"] == full["eval_id"] + "-tstrn20"
+    # TRTR of the capped evaluation: the reference recipe on the same seeded draw of 20 real images
+    sub = evaluate.tstr_subset(splits, 20, 0)
+    assert len(sub.train) == 20 and sub.val is splits.val and sub.test is splits.test
+    by_hand = fit_and_test(evaluate.recipe_spec(splits.train, "fast", options()), sub.train, sub.val, sub.test,
+                           device="cpu").test
+    assert capped["trtr_acc"] == pytest.approx(by_hand.acc) and capped["trtr_auc"] == pytest.approx(by_hand.auc)
+    plain = evaluate.evaluate_generator(ckpt, out, options(overwrite=True), splits=splits)
+    assert full["trtr_acc"] == plain["trtr_acc"] and plain["tstr_n"] is None
+    # a cap at or above |train| is |train|: the same evaluation as none
+    assert evaluate.tstr_subset(splits, 45, 0) is splits
+    with pytest.raises(evaluate.MedaugError, match="--tstr-n sets the size of the TSTR training set"):
+        options(tstr_n=20)
+    with pytest.raises(evaluate.MedaugError, match=r"--tstr-n 5: expected an integer >= 10"):
+        options(tstr=True, tstr_n=5)

@@ -284,6 +284,19 @@ def test_a_generator_study_s_estimate_is_its_fits_and_evaluations_over_calibrate
     assert faster.wall_seconds() == pytest.approx(est.wall_seconds() / 2)
 
 
+def test_tstr_n_shrinks_the_tstr_set_and_adds_a_trtr_classifier_on_as_many_real_images(tmp_path):
+    study = load_study(write(tmp_path / "g.yaml", GEN_STUDY.replace("tstr: true,", "tstr: true, tstr_n: 200,")))
+    est = _gen_estimate(study, gen_calibration(study))
+    trials, (ref,) = [i for i in est.items if i.kind == "gen"], [i for i in est.items if i.kind == "ref"]
+    # 200 TSTR samples instead of 546; TSTR trains 2 epochs of 200 images
+    small_s = 200 * 2 / 300 + (3 * N_VAL + N_TEST) / 1000
+    eval_s = (100 + 200) / 2000 + (3 * 100 + N_TRAIN) / 1000 + 100 / 1000 + small_s
+    assert all(i.parts["eval_s"] == pytest.approx(eval_s) for i in trials)
+    # the reference on all 546 real images, and TRTR on 200 of them, each trained once
+    assert ref.seconds == pytest.approx(N_TRAIN * 2 / 300 + (3 * N_VAL + N_TEST) / 1000 + small_s)
+    assert ref.train_images == N_TRAIN * 2 + 200 * 2
+
+
 def test_a_generator_study_without_calibration_says_what_is_missing(tmp_path, capsys, monkeypatch):
     study_file = write(tmp_path / "g.yaml", GEN_STUDY)
     study = load_study(study_file)

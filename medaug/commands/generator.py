@@ -207,6 +207,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="local torchvision Inception-v3 state dict (.pth); required with --extractor inception")
     p.add_argument("--tstr", action="store_true", help="also train on synthetic only and test on real (TSTR)")
+    p.add_argument("--tstr-n", type=int, default=None, metavar="N",
+                   help="TSTR trains on N generated images, TRTR on a seeded draw of N real train images "
+                        "(default: |train| each; caps a slow sampler's cost on a large set)")
     p.add_argument("--seed", type=int, default=0, help="sampling and subset seed")
     p.add_argument("--recipe", choices=("fast", "seed000"), default="fast",
                    help="recipe of the reference classifier (TRTR, TSTR, confidence): fast (default) or seed000 "
@@ -239,7 +242,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     sampling = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance)) if v is not None}
     options = EvalOptions(n=args.n, extractor=args.extractor, inception_weights=args.inception_weights,
-                          tstr=args.tstr, seed=args.seed, recipe=args.recipe,
+                          tstr=args.tstr, tstr_n=args.tstr_n, seed=args.seed, recipe=args.recipe,
                           recipe_overrides=parse_sets(args.recipe_set), classifier=args.classifier,
                           classifier_epochs=args.classifier_epochs, kid_subsets=args.kid_subsets,
                           sampling=sampling, device=args.device, overwrite=args.overwrite)
@@ -267,7 +270,7 @@ def run_eval(args: argparse.Namespace) -> int:
         f"{c} {f(v, 2)} ({f(w, 2)})" for c, v, w in zip(names, row["fid_per_class"], row["fid_floor_per_class"])))
     print(f"  TSTR acc {f(row['tstr_acc'])} auc {f(row['tstr_auc'])} balanced acc {f(row['tstr_balanced_acc'])}   "
           f"TRTR acc {f(row['trtr_acc'])} auc {f(row['trtr_auc'])} balanced acc {f(row['trtr_balanced_acc'])}   "
-          f"(recipe {row['recipe']})")
+          f"(recipe {row['recipe']}" + (f", {row['tstr_n']} training images each" if row["tstr_n"] else "") + ")")
     if row["tstr_recall_per_class"] is not None:
         print("  per-class recall TSTR (TRTR): " + ", ".join(
             f"{c} {f(t)} ({f(r)})" for c, t, r in zip(names, row["tstr_recall_per_class"],

@@ -48,7 +48,8 @@ generator saw), an evaluation:
    OUT/generator-eval/memorisation/ the per-sample neighbours (<eval_id>.json) and a
    montage of the closest pairs (<eval_id>.png, pixel space);
 5. with --tstr, trains the reference recipe on |train| generated images (the train
-   split's labels; best epoch chosen on the real val split, as for TRTR) and tests it on
+   split's labels; or on --tstr-n of them, TRTR then trained on the same draw of real
+   train images; best epoch chosen on the real val split, as for TRTR) and tests it on
    the real test split (TSTR, seed 002 Table 4): ACC, balanced ACC, AUC and the recall of
    each class (0 for a class the generator dropped) beside the same numbers of TRTR.
    Balanced accuracy matters: on an imbalanced set (BreastMNIST: 73 % benign) a
@@ -91,7 +92,11 @@ DEFAULT_RECIPE = "fast"
 class EvalOptions:
     """What `medaug generator eval` takes besides the checkpoint and the output folder.
 
-    `recipe_overrides` replace fields of the `fast` recipe (tests shorten it); `sampling`
+    `tstr_n` caps the TSTR training set (default: |train| images); below |train| the TRTR
+    classifier trains on the same number of real train images (a seeded draw), so TSTR
+    and TRTR compare like with like while a slow sampler (edm on OrganAMNIST's 34,581
+    train images) stays affordable. `recipe_overrides` replace fields of the `fast`
+    recipe (tests shorten it); `sampling`
     holds a sampler's options (edm: steps, guidance). `classifier` and
     `classifier_epochs` define the `seed000` recipe and the `classifier` extractor.
     """
@@ -100,6 +105,7 @@ class EvalOptions:
     extractor: str = DEFAULT_EXTRACTOR
     inception_weights: str | None = None
     tstr: bool = False
+    tstr_n: int | None = None
     seed: int = 0
     recipe: str = DEFAULT_RECIPE
     recipe_overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -115,6 +121,11 @@ class EvalOptions:
 
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 10:
             raise MedaugError(f"--n {self.n!r}: expected an integer >= 10")
+        if self.tstr_n is not None and (isinstance(self.tstr_n, bool) or not isinstance(self.tstr_n, int)
+                                        or self.tstr_n < 10):
+            raise MedaugError(f"--tstr-n {self.tstr_n!r}: expected an integer >= 10")
+        if self.tstr_n is not None and not self.tstr:
+            raise MedaugError("--tstr-n sets the size of the TSTR training set: it needs --tstr")
         if self.extractor not in EXTRACTORS:
             raise MedaugError(f"--extractor {self.extractor!r}: expected one of {EXTRACTORS}")
         if self.recipe not in EVAL_RECIPES:
@@ -266,9 +277,11 @@ def default_fid_extractor(splits: DatasetSplits, out_dir: str | Path, device: to
 
 
 def eval_id(generator: str, dataset: str, size: int, ckpt_hash: str, extractor: str, n: int, seed: int,
-            tstr: bool, recipe: str = DEFAULT_RECIPE, sampling: Mapping[str, Any] | None = None) -> str:
-    """The evaluation's file name; the recipe and sampler options appear when not the defaults."""
+            tstr: bool, recipe: str = DEFAULT_RECIPE, sampling: Mapping[str, Any] | None = None,
+            tstr_n: int | None = None) -> str:
+    """The evaluation's file name; the recipe, TSTR size and sampler options appear when not the defaults."""
     extra = "" if recipe == DEFAULT_RECIPE else f"-{recipe}"
+    extra += f"-tstrn{tstr_n}" if tstr_n is not None else ""
     extra += "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}" for k, v in sorted((sampling or {}).items()))
     return (f"{generator}-{dataset}-{size}-{ckpt_hash[:8]}-{extractor}-n{n}-s{seed}{'-tstr' if tstr else ''}"
             f"{extra}")
@@ -338,8 +351,9 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
         raise MedaugError(f"{train.name}: too few images for an evaluation (n = {n}; need >= 10 per side)")
     ref_spec = recipe_spec(train, options.recipe, options)  # bad --recipe-set values refused before training
     feat_spec = extractor_spec(train, options)
+    tstr_n = tstr_size(options, len(train))
     eid = eval_id(meta["name"], train.name, train.size, ckpt_hash, options.extractor, n, options.seed, options.tstr,
-                  options.recipe, sampling)
+                  options.recipe, sampling, tstr_n if tstr_n is not None and tstr_n < len(train) else None)
     if not options.overwrite and eval_path(out_dir, eid).exists():
         raise MedaugError(f"{eval_path(out_dir, eid)}: this evaluation exists; pass --overwrite to redo it")
     device = resolve_device(options.device)
@@ -376,9 +390,12 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     per_class, mean_conf = class_confidence(reference.model, generated, labels, train.task, train.num_classes, device)
     memo = memorisation_check(generated, labels, f_gen, train, extractor, out_dir, eid, options.seed)
 
-    tstr = None
-    if options.tstr:
-        tstr = train_on_synthetic(gen, splits, ref_spec, options.seed, device, quiet)
+    tstr, trtr = None, reference
+    if tstr_n is not None:
+        tstr_splits = tstr_subset(splits, tstr_n, options.seed)
+        if tstr_splits is not splits:
+            trtr = reference_classifier(tstr_splits, ref_spec, out_dir, device, quiet=quiet)
+        tstr = train_on_synthetic(gen, tstr_splits, ref_spec, options.seed, device, quiet)
 
     row: dict[str, Any] = {
         "eval_id": eid,
@@ -411,12 +428,13 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
         "mean_confidence": mean_conf,
         "tstr_acc": float(tstr.acc) if tstr else None,
         "tstr_auc": float(tstr.auc) if tstr else None,
-        "trtr_acc": reference.trtr_acc,
-        "trtr_auc": reference.trtr_auc,
+        "trtr_acc": trtr.trtr_acc,
+        "trtr_auc": trtr.trtr_auc,
         "tstr_balanced_acc": float(tstr.balanced_acc) if tstr else None,
-        "trtr_balanced_acc": reference.trtr_balanced_acc,
+        "trtr_balanced_acc": trtr.trtr_balanced_acc,
         "tstr_recall_per_class": [float(r) for r in tstr.recall] if tstr else None,
-        "trtr_recall_per_class": reference.trtr_recall,
+        "trtr_recall_per_class": trtr.trtr_recall,
+        "tstr_n": tstr_n,
         "recipe": ref_spec.recipe,
         "classifier_spec": reference.spec_json,
         "sampling": json.dumps(gen.sampling_provenance(), sort_keys=True)
@@ -469,6 +487,23 @@ def memorisation_check(generated: np.ndarray, labels: np.ndarray, f_gen: np.ndar
             "near_copy_share_pixel": pixel.share, "near_copy_baseline_pixel": pixel_base.share,
             "near_copy_share_feature": feature.share, "near_copy_baseline_feature": feature_base.share,
             "nn_distance_pixel_quantiles": pixel.quantiles(), "nn_distance_feature_quantiles": feature.quantiles()}
+
+
+def tstr_size(options: EvalOptions, n_train: int) -> int | None:
+    """Images TSTR (and TRTR) train on: |train|, or `tstr_n` below it; None without TSTR."""
+    if not options.tstr:
+        return None
+    return n_train if options.tstr_n is None else min(options.tstr_n, n_train)
+
+
+def tstr_subset(splits: DatasetSplits, m: int, seed: int) -> DatasetSplits:
+    """`splits` with a seeded draw of `m` train images (the splits themselves when m = |train|)."""
+    import dataclasses
+
+    if m >= len(splits.train):
+        return splits
+    index = np.sort(np.random.default_rng([seed, m]).choice(len(splits.train), m, replace=False))
+    return dataclasses.replace(splits, train=splits.train.subset(index))
 
 
 def train_on_synthetic(gen: Any, splits: DatasetSplits, spec: Any, seed: int, device: torch.device,

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from medaug.errors import MedaugError
 from medaug.store.atomic import atomic_write
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 GENERATOR_EVAL_DIR = "generator-eval"
 
 # (name, type, doc)
@@ -77,6 +77,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("trtr_auc", pa.float64(), ""),
     ("tstr_balanced_acc", pa.float64(), "TSTR balanced accuracy (ACC alone rewards majority-class guessing)"),
     ("trtr_balanced_acc", pa.float64(), ""),
+    ("tstr_n", pa.int64(), ("images TSTR and TRTR trained on: |train|, or fewer with --tstr-n (TRTR then on the "
+                            "same number of real train images); null: no TSTR or a row before schema 5")),
     ("near_copy_rule", pa.string(), "the near-copy rule, with where neighbours were searched (class or all)"),
     ("near_copy_k", pa.int32(), "k of the ratio test (lowered per class to the train images it has)"),
     ("near_copy_share_pixel", pa.float64(), "share of generated images that are near-copies, pixel space [-1, 1]"),

@@ -7,15 +7,17 @@ With the data set's split sizes n_train, n_val, n_test and n = min(eval n, n_tra
 
     fit    fit_images (n_train x epochs, or StyleGAN2's kimg)       / fit img/s    of the generator key
            + min(256, n_val) val_fd samples after every epoch        / sample img/s (epoch-loop generators)
-    eval   n samples, and n_train more for TSTR                      / sample img/s
+    eval   n samples, and m more for TSTR                            / sample img/s
+           (m = n_train, or eval tstr_n when smaller)
            3n + n_train images through the FID extractor's classifier (train, test and generated
            images; the whole train split for the memorisation check) / its eval img/s
            n through the reference classifier (the confidence)       / its eval img/s
-           TSTR: the reference recipe trained on n_train generated images: `classifier_trial`
-           (epochs_for(n_train) epochs, a val pass after each, the test pass; no state saves)
+           TSTR: the reference recipe trained on m generated images: `classifier_trial`
+           (epochs_for(m) epochs, a val pass after each, the test pass; no state saves)
 
-The reference classifier (and the extractor's, when it is another spec) is trained on the
-real train split once per data set in a study (cached in OUT/generator-eval/reference/):
+The reference classifier (and the extractor's, when it is another spec, and the TRTR
+classifier on m real train images when m < n_train) is trained on the real data once
+per data set in a study (cached in OUT/generator-eval/reference/):
 an item of its own per data set (`ref`), in no trial's estimate. A fit's `fit_seconds` and
 its evaluation's `wall_seconds` are what a trial's `fit_s` and `eval_s` estimate
 (medaug/analysis/timing.py sets them side by side). Not estimated: Inception features
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -68,6 +71,7 @@ def trial_estimate(trial: Any, facts: DataFacts, cal: Calibration) -> TrialEstim
     """One trial: its fit (with the per-epoch val_fd samples) and its evaluation (without the
     reference classifier's training: `reference_estimate`)."""
     from medaug.generators import GENERATORS
+    from medaug.generators.evaluate import tstr_size
     from medaug.generators.training import EpochGenerator
     from medaug.sweep.generator_study import VAL_FD_N
 
@@ -77,9 +81,10 @@ def trial_estimate(trial: Any, facts: DataFacts, cal: Calibration) -> TrialEstim
     n = min(options.n, facts.n_train, facts.n_test)
     fit_imgs = fit_images(trial.config, facts.n_train)
     val_fd = min(VAL_FD_N, facts.n_val) * trial.epochs if issubclass(cls, EpochGenerator) else 0
-    samples = n + (facts.n_train if options.tstr else 0)
+    m = tstr_size(options, facts.n_train) or 0
+    samples = n + m
     features = 3 * n + facts.n_train if feat_spec is not None else 0
-    tstr = classifier_trial(ref_spec, facts, 0, cal, saves=False) if options.tstr else None
+    tstr = classifier_trial(ref_spec, replace(facts, n_train=m), 0, cal, saves=False) if options.tstr else None
     est = TrialEstimate(kind="gen", label=f"{trial.generator} on {trial.dataset} {trial.size} px",
                         run_id=trial.trial_id, key=key, train_images=fit_imgs + (tstr.train_images if tstr else 0),
                         eval_images=features + n + (tstr.eval_images if tstr else 0), sample_images=val_fd + samples)
@@ -123,11 +128,18 @@ def reference_key(trial: Any) -> str:
 
 def reference_estimate(trial: Any, facts: DataFacts, cal: Calibration) -> TrialEstimate:
     """The classifiers an evaluation trains on the real train split (reference, and the
-    extractor's when another spec), once per data set in a study."""
-    _, ref_spec, feat_spec = eval_specs(trial)
+    extractor's when another spec, the TRTR one on fewer images with eval tstr_n), once per
+    data set in a study."""
+    from medaug.generators.evaluate import tstr_size
+
+    options, ref_spec, feat_spec = eval_specs(trial)
     specs = [ref_spec] + ([feat_spec] if feat_spec is not None and
                           feat_spec.canonical_json() != ref_spec.canonical_json() else [])
     parts = [classifier_trial(spec, facts, 0, cal, saves=False) for spec in specs]
+    m = tstr_size(options, facts.n_train)
+    if m is not None and m < facts.n_train:  # TRTR on the TSTR set's size
+        specs.append(ref_spec)
+        parts.append(classifier_trial(ref_spec, replace(facts, n_train=m), 0, cal, saves=False))
     est = TrialEstimate(kind="ref", label=f"reference classifier{'s' if len(parts) > 1 else ''} "
                         f"({', '.join(s.classifier for s in specs)}) on {trial.dataset} {trial.size} px, trained once",
                         key=parts[0].key, train_images=sum(p.train_images for p in parts),

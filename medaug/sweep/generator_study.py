@@ -82,7 +82,7 @@ FITS_DIR = "generators"
 VAL_FD_N = 256
 VAL_FD_SIDE = 4
 #: `eval:` keys (EvalOptions fields, with `recipe_set` for recipe_overrides and steps/guidance for sampling).
-EVAL_KEYS = ("n", "extractor", "inception_weights", "tstr", "seed", "recipe", "recipe_set", "classifier",
+EVAL_KEYS = ("n", "extractor", "inception_weights", "tstr", "tstr_n", "seed", "recipe", "recipe_set", "classifier",
              "classifier_epochs", "kid_subsets", "steps", "guidance")
 
 
