@@ -58,3 +58,21 @@ def test_table_shows_nulls_and_short_numbers(out, capsys):
     assert "[0.5, 0.75]" in row and "val_acc: 0.76" in row and " NULL " in row and " NaN " in row
     assert main(["results", "query", str(out), "SELECT * FROM results WHERE false"]) == 0
     assert capsys.readouterr().out.startswith("(no rows) columns: run_id, schema_version, status")
+
+
+def test_a_generator_study_s_folder_is_queried_without_classifier_rows(tmp_path, capsys):
+    from medaug.store.generator_results import write_eval_row
+
+    for k, fid in enumerate((12.5, 30.0)):
+        write_eval_row({"eval_id": f"e{k}", "generator": ("edm", "dcgan")[k], "dataset": "bloodmnist", "size": 28,
+                        "fid": fid, "tstr_n": 2000}, tmp_path / "gen")
+    assert main(["results", "query", str(tmp_path / "gen"), "SELECT generator, fid, tstr_n FROM generator_eval "
+                 "ORDER BY fid", "--format", "csv"]) == 0
+    assert list(csv.DictReader(io.StringIO(capsys.readouterr().out))) == [
+        {"generator": "edm", "fid": "12.5", "tstr_n": "2000"}, {"generator": "dcgan", "fid": "30.0", "tstr_n": "2000"}]
+    assert main(["results", "query", str(tmp_path / "gen"), "SELECT count(*) AS n FROM results", "--format",
+                 "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "0"]
+    # a folder with neither is still refused
+    (tmp_path / "empty").mkdir()
+    assert main(["results", "query", str(tmp_path / "empty"), "SELECT 1"]) == 2

@@ -54,7 +54,7 @@ GENERATOR_EVAL_COLUMNS = (
     "generator", "dataset", "extractor", "fid", "fid_floor", "kid_mean", "kid_std", "precision", "recall",
     "density", "coverage", "tstr_acc", "trtr_acc", "seed", "near_copy_share_pixel", "near_copy_baseline_pixel",
     "near_copy_share_feature", "near_copy_baseline_feature", "tstr_balanced_acc", "trtr_balanced_acc", "tstr_auc",
-    "trtr_auc", "recipe", "class_names", "fid_per_class", "tstr_recall_per_class",
+    "trtr_auc", "recipe", "class_names", "fid_per_class", "tstr_recall_per_class", "tstr_n",
 )
 #: Columns of `GENERATOR_EVAL_COLUMNS` that are not numbers (text, or per-class lists).
 GENERATOR_EVAL_OTHER = ("generator", "dataset", "extractor", "recipe", "class_names", "fid_per_class",

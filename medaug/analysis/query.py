@@ -77,10 +77,14 @@ def connect(results: str | Path) -> duckdb.DuckDBPyConnection:
     except ImportError:
         raise MedaugError("medaug results query needs duckdb: pip install duckdb") from None
     from medaug.analysis.data_label import eval_data_labels
-    from medaug.analysis.load import load_generator_eval, read_result_rows
+    from medaug.analysis.load import ResultRows, _has_result_files, load_generator_eval, read_result_rows
+    from medaug.store.results import SCHEMA
 
-    rows = read_result_rows([results])  # refuses a missing or empty folder and invalid files, by name
     gen = load_generator_eval([results])
+    if gen is not None and not _has_result_files([results]):  # a generator study: evaluations only
+        rows = ResultRows(table=SCHEMA.empty_table(), files=[])
+    else:
+        rows = read_result_rows([results])  # refuses a missing or empty folder and invalid files, by name
     table, data = _with_data(rows.table)
     if gen is not None:
         gen = gen.assign(data=eval_data_labels(gen["dataset"].tolist(), gen["train_hash"].tolist()
