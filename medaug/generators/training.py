@@ -233,8 +233,8 @@ class LossLog:
 
     def __init__(self, out_dir: Path, keep_epochs: int = 0) -> None:
         self.out_dir = out_dir
-        self.steps = _read_csv(out_dir / STEPS_FILE, keep_epochs) if keep_epochs else []
-        self.epochs = _read_csv(out_dir / EPOCHS_FILE, keep_epochs) if keep_epochs else []
+        self.steps = read_loss_csv(out_dir / STEPS_FILE, keep_epochs) if keep_epochs else []
+        self.epochs = read_loss_csv(out_dir / EPOCHS_FILE, keep_epochs) if keep_epochs else []
 
     def add(self, steps: list[dict[str, Any]], epoch: dict[str, Any]) -> None:
         self.steps.extend(steps)
@@ -257,7 +257,10 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _read_csv(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
+def read_loss_csv(path: Path, keep_epochs: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a loss table (losses_steps.csv, losses_epochs.csv) as dicts of numbers:
+    empty or unreadable cells left out; with `keep_epochs`, only rows of epochs up to it (a
+    resume drops an interrupted epoch's rows). Also read by a generator study while a fit runs."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
@@ -266,9 +269,10 @@ def _read_csv(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
     for r in rows:
         row: dict[str, Any] = {}
         for k, v in r.items():
-            if v == "":
+            try:
+                row[k] = int(v) if k in ("epoch", "step", "global_step") else float(v)
+            except (TypeError, ValueError):
                 continue
-            row[k] = int(v) if k in ("epoch", "step", "global_step") else float(v)
-        if row.get("epoch", 0) <= keep_epochs:
+        if keep_epochs is None or row.get("epoch", 0) <= keep_epochs:
             out.append(row)
     return out

@@ -578,26 +578,9 @@ def finished_trial_row(out: str | Path, trial_id: str) -> dict[str, Any] | None:
 
 def read_history(fit_dir: Path) -> list[dict[str, Any]]:
     """The fit's epochs (losses_epochs.csv) as dicts of numbers."""
-    import csv
+    from medaug.generators.training import EPOCHS_FILE, read_loss_csv
 
-    from medaug.generators.training import EPOCHS_FILE
-
-    path = fit_dir / EPOCHS_FILE
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        rec: dict[str, Any] = {}
-        for k, v in r.items():
-            try:
-                rec[k] = int(v) if k == "epoch" else float(v)
-            except (TypeError, ValueError):
-                continue
-        if "epoch" in rec:
-            out.append(rec)
-    return out
+    return [r for r in read_loss_csv(fit_dir / EPOCHS_FILE) if "epoch" in r]
 
 
 def write_outcome_row(opts: TrialOptions, trial: GeneratorTrial, status: str, *, error: str | None = None,
