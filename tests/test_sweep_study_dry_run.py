@@ -197,3 +197,24 @@ def test_generators_breastmnist_study_lists_one_budgeted_fit_per_generator(in_tm
                              "--data-root", str(root), "--no-verify-md5")
     assert (code, err) == (0, "")
     assert "8 cells x 1 trial(s) per cell = 8 generator fits" in out
+
+
+@pytest.mark.parametrize("dataset, epochs", [
+    ("bloodmnist", {"cvae": 11, "cgan": 7, "dcgan": 15, "cwgan-gp": 15, "vaegan": 5, "edm": 3}),
+    ("organamnist", {"cvae": 4, "cgan": 2, "dcgan": 5, "cwgan-gp": 5, "vaegan": 2, "edm": 1}),
+])
+def test_generator_studies_of_the_big_sets_budget_each_fit_and_cap_tstr(in_tmp, capsys, dataset, epochs):
+    """The same ~10 CPU-minute budget per learned generator (epochs from the measured img/s and
+    the set's size), TSTR and TRTR on 2,000 images each."""
+    from medaug.sweep.study import load_study
+
+    path = REPO / "sweeps" / f"generators-{dataset}.yaml"
+    study = load_study(path)
+    budget = {c.fields["generator"]: c.fields.get("epochs") for c in study.cells}
+    assert budget == {"class-mean-noise": None, "geometric": None, **epochs}
+    assert study.eval_options["tstr"] is True and study.eval_options["tstr_n"] == 2000
+    root = in_tmp / "data"
+    npz(root, dataset)
+    code, out, err = dry_run(in_tmp, capsys, path, "--data-root", str(root), "--no-verify-md5")
+    assert (code, err) == (0, "")
+    assert "8 cells x 1 trial(s) per cell = 8 generator fits" in out
