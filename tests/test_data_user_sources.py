@@ -331,3 +331,27 @@ grid:
     assert "no lung masks in" in out and "lung_crop=false" in out
     assert main(["sweep", str(study(", lung_crop: false")), "--dry-run", "--data-root", str(tree)]) == 0
     assert '"lung_crop": false' in capsys.readouterr().out
+
+
+def test_data_info_and_montage_read_any_source(tmp_path: Path, capsys) -> None:
+    """`medaug data info|montage|distribution` on a class-folder tree (not only MedMNIST files):
+    the counts a run would train on, and the figures; an unknown option is one line, exit 2."""
+    data = tmp_path / "data"
+    make_tree(data / "xrays", {"benign": 10, "malignant": 14})
+    args = ["folder", "--data-root", str(data), "--data-option", "root=xrays", "--size", "16"]
+    assert main(["data", "info", *args]) == 0
+    out = capsys.readouterr().out
+    loaded = load_dataset("folder", 16, data, options={"root": "xrays"}).splits
+    assert out.startswith("folder (16x16, 3 channel(s)), task: binary-class\n  file: ")
+    assert f"md5: {loaded.md5} (digest of the source's files" in out and "description" not in out
+    assert "  layout: class-folders\n" in out  # what the loader decided (DatasetSplits.info)
+    for i, name in enumerate(loaded.train.class_names):
+        counts = [int(loaded.split(s).class_counts()[i]) for s in ("train", "val", "test")]
+        assert any(line.split()[1:] == [name, *map(str, counts)] for line in out.splitlines())
+    assert main(["data", "montage", *args, "--per-class", "2", "--out", str(tmp_path / "m.png")]) == 0
+    assert main(["data", "distribution", *args, "--out", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "d.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(["data", "info", *args, "--data-option", "colour=yes"]) == 2
+    err = capsys.readouterr().err
+    assert "colour" in err and len(err.strip().splitlines()) == 1

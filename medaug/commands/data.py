@@ -2,6 +2,8 @@
 
     medaug data info breastmnist
     medaug data montage breastmnist --out m.png
+    medaug data info folder --data-option root=scans --size 64
+    medaug data montage covid19-radiography --size 256 --data-root DATA --out m.png
     medaug data covid-prepare --data-root DATA --size 256
 
 `covid-prepare` crops every radiograph of the chosen classes to its lung mask and
@@ -17,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from medaug.commands.common import add_data_options
-from medaug.data.medmnist import dataset_info, load_medmnist
+from medaug.commands.common import add_data_option_arg, add_data_options, parse_data_options
+from medaug.data.medmnist import DATASETS_2D, dataset_info, load_medmnist
 from medaug.errors import MedaugError
 
 
@@ -30,9 +32,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         ("distribution", "class counts per split (PNG)", distribution_command),
     ):
         q = dsub.add_parser(name, help=helptext)
-        q.add_argument("name", help="MedMNIST 2D data set, e.g. breastmnist")
+        q.add_argument("name", help="data set: a MedMNIST 2D name (e.g. breastmnist), covid19-radiography, "
+                                    "covid19-radiography-4class, isic2019 or folder")
         q.add_argument("--size", type=int, default=28)
         add_data_options(q)
+        add_data_option_arg(q)
         if name != "info":
             q.add_argument("--out", type=Path, required=True, help="PNG (or .svg/.pdf) to write")
         if name == "montage":
@@ -49,18 +53,30 @@ MAX_PER_CLASS = 64
 
 
 def _load(args: argparse.Namespace):
-    return load_medmnist(args.name, args.size, root=args.data_root, download_missing=args.download,
-                         verify=args.verify_md5)
+    """The splits a run with these data arguments trains on (a MedMNIST file, or any data source)."""
+    from medaug.data.sources import load_dataset
+
+    options = parse_data_options(args.data_options)
+    if args.name in DATASETS_2D and not options:
+        return load_medmnist(args.name, args.size, root=args.data_root, download_missing=args.download,
+                             verify=args.verify_md5)
+    return load_dataset(args.name, args.size, args.data_root, args.download, args.verify_md5, options).splits
 
 
 def info_command(args: argparse.Namespace) -> int:
     data = _load(args)
-    info = dataset_info(args.name)
+    medmnist = args.name in DATASETS_2D
     print(f"{data.name} ({args.size}x{args.size}, {data.train.channels} channel(s)), task: {data.train.task}")
     print(f"  file: {data.source}")
-    print(f"  md5: {data.md5} (verified against medmnist INFO: {'yes' if args.verify_md5 else 'not checked'})")
+    if medmnist:
+        print(f"  md5: {data.md5} (verified against medmnist INFO: {'yes' if args.verify_md5 else 'not checked'})")
+    else:
+        print(f"  md5: {data.md5} (digest of the source's files; no published value to check it against)")
     print(f"  version: {data.version}   license: {data.license}")
-    print(f"  description: {info.get('description', '').strip()[:200]}")
+    if medmnist:
+        print(f"  description: {dataset_info(args.name).get('description', '').strip()[:200]}")
+    for key, value in data.info.items():
+        print(f"  {key}: {value}")
     header = f"  {'class':<40}" + "".join(f"{s:>8}" for s in ("train", "val", "test"))
     print(header)
     counts = {s: data.split(s).class_counts() for s in ("train", "val", "test")}
