@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from medaug.generators.base import load_generator, read_checkpoint_meta
-from medaug.generators.evaluate import EvalOptions, eval_id, evaluate_generator
+from medaug.generators.data import splits_of_checkpoint
+from medaug.generators.evaluate import EvalOptions, evaluate_generator, evaluation_id
 from medaug.generators.synthesize import checkpoint_content_hash
 from medaug.store.generator_results import eval_path, read_eval_rows
 
@@ -52,13 +53,9 @@ def evaluation(ckpt: Path, steps: int, args: argparse.Namespace) -> dict:
     """The generator-eval row of `ckpt` at `steps` (read when OUT has it)."""
     options = EvalOptions(n=args.eval_n, tstr=True, tstr_n=args.tstr_n, sampling={"steps": steps}, device="cpu")
     meta = read_checkpoint_meta(ckpt)
-    from medaug.generators.data import splits_of_checkpoint
-
     splits = splits_of_checkpoint(meta, args.data_root)
-    n = min(options.n, len(splits.train), len(splits.test))
-    tstr_n = options.tstr_n if options.tstr_n is not None and options.tstr_n < len(splits.train) else None
-    eid = eval_id(meta["name"], splits.train.name, splits.train.size, checkpoint_content_hash(ckpt), options.extractor,
-                  n, options.seed, True, options.recipe, {"steps": steps}, tstr_n)
+    eid = evaluation_id(meta["name"], checkpoint_content_hash(ckpt), splits.train, len(splits.test), options,
+                        {"steps": steps})
     if eval_path(args.out, eid).exists():
         return read_eval_rows(eval_path(args.out, eid)).iloc[0].to_dict()
     return evaluate_generator(ckpt, args.out, options, splits=splits)

@@ -287,6 +287,15 @@ def eval_id(generator: str, dataset: str, size: int, ckpt_hash: str, extractor: 
             f"{extra}")
 
 
+def evaluation_id(generator: str, ckpt_hash: str, train: ImageSet, n_test: int, options: EvalOptions,
+                  sampling: Mapping[str, Any] | None) -> str:
+    """The eval_id `evaluate_generator` gives this evaluation (`sampling`: the checked sampler options)."""
+    tstr_n = tstr_size(options, len(train))
+    return eval_id(generator, train.name, train.size, ckpt_hash, options.extractor, min(options.n, len(train), n_test),
+                   options.seed, options.tstr, options.recipe, sampling,
+                   tstr_n if tstr_n is not None and tstr_n < len(train) else None)
+
+
 def class_members(labels: np.ndarray, num_classes: int, multi_label: bool) -> list[np.ndarray]:
     """Indices of each class's images (multi-label: images with label k present)."""
     labels = np.asarray(labels)
@@ -352,8 +361,7 @@ def evaluate_generator(checkpoint: str | Path, out_dir: str | Path, options: Eva
     ref_spec = recipe_spec(train, options.recipe, options)  # bad --recipe-set values refused before training
     feat_spec = extractor_spec(train, options)
     tstr_n = tstr_size(options, len(train))
-    eid = eval_id(meta["name"], train.name, train.size, ckpt_hash, options.extractor, n, options.seed, options.tstr,
-                  options.recipe, sampling, tstr_n if tstr_n is not None and tstr_n < len(train) else None)
+    eid = evaluation_id(meta["name"], ckpt_hash, train, len(test), options, sampling)
     if not options.overwrite and eval_path(out_dir, eid).exists():
         raise MedaugError(f"{eval_path(out_dir, eid)}: this evaluation exists; pass --overwrite to redo it")
     device = resolve_device(options.device)
