@@ -88,11 +88,13 @@ def row_of(spec: ExperimentSpec, out: Path, reuse: list[Path], data_root: Path) 
     return row
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], seeds: int) -> str:
+    """Mean ± std of a cell; a cell with fewer runs than its row's `seeds` says how many."""
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.fmean(values):.3f} ± {std:.3f}"
+    text = f"{statistics.fmean(values):.3f}"
+    text += f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+    return text + (f" (n={len(values)})" if len(values) != seeds else "")
 
 
 def table(results: dict, datasets: list[str], recipes: list[str], tta: str, markdown: bool) -> str:
@@ -106,9 +108,10 @@ def table(results: dict, datasets: list[str], recipes: list[str], tta: str, mark
             if not plain:
                 continue
             flops = statistics.fmean(r["flops"] for r in plain)
-            lines.append([dataset, recipe, str(len(plain)), mean_std([r["test_acc"] for r in plain]),
-                          mean_std([r["test_auc"] for r in plain]), mean_std([r["test_acc"] for r in with_tta]),
-                          mean_std([r["test_auc"] for r in with_tta]), f"{flops / 1e12:.2f}",
+            n = len(plain)
+            lines.append([dataset, recipe, str(n), mean_std([r["test_acc"] for r in plain], n),
+                          mean_std([r["test_auc"] for r in plain], n), mean_std([r["test_acc"] for r in with_tta], n),
+                          mean_std([r["test_auc"] for r in with_tta], n), f"{flops / 1e12:.2f}",
                           f"1/{v2 / flops:.0f}" if flops < v2 else f"{flops / v2:.2f}x",
                           f"{statistics.fmean(r['wall_seconds'] for r in plain):.0f}",
                           f"{statistics.fmean(r['train_images_per_s'] for r in plain):.0f}"])
