@@ -53,13 +53,14 @@ def reference_row(tiny_data, tmp_path_factory) -> dict:  # noqa: F811
         torch.set_num_threads(threads)
 
 
-def _submit(tmp: Path, tiny: Path, resources: Resources, site_changes: dict | None = None, **env: str):
+def _submit(tmp: Path, tiny: Path, resources: Resources, site_changes: dict | None = None,
+            spec: ExperimentSpec = SPEC, **env: str):
     site = load_site("localhost")
     site = dataclasses.replace(site, env={**site.env, **env}, **(site_changes or {}))
     opts = RunOptions(out=str(tmp / "out"), study="direct", data_root=str(tiny), verify_md5=False, threads=1)
-    folder = new_job_folder(check_job_root(site), opts.out, SPEC.run_id)  # the private job folder, not OUT
+    folder = new_job_folder(check_job_root(site), opts.out, spec.run_id)  # the private job folder, not OUT
     executor = make_executor(folder, site, resources, "medaug-direct")
-    job = executor.submit(SlurmExperiment(SPEC.to_dict(), opts.to_dict(), "t0"))
+    job = executor.submit(SlurmExperiment(spec.to_dict(), opts.to_dict(), "t0"))
     return job, opts
 
 
@@ -210,15 +211,17 @@ def test_job_past_its_timeout_requeue_limit_ends_unfinished_and_keeps_its_state(
     later `--resume`."""
     import submitit
 
-    # USR2 is due 120 s into the 4-min job; slurmctld checks time limits periodically, and under
-    # load it came more than 37 s late (a 3-epoch job of 40-s pauses finished first): so 60-s
-    # pauses, the job ending ~75 s after the signal is due
+    # USR2 is due 120 s into the 4-min job, but slurmctld checks time limits periodically and
+    # under load sent it more than 37 s late, once after a 3-epoch job of 60-s pauses had
+    # finished: 6 epochs of 60-s pauses cannot finish inside the limit, so the signal has until
+    # the limit itself to come; the job ends when it does, so the test is no longer for it
+    spec = dataclasses.replace(SPEC, epochs=6)
     job, opts = _submit(tmp_path, tiny_data, Resources(cpus=1, time_min=4),
-                        {"signal_delay_s": 120, "max_num_timeout": 0}, MEDAUG_EPOCH_PAUSE_S="60")
+                        {"signal_delay_s": 120, "max_num_timeout": 0}, spec, MEDAUG_EPOCH_PAUSE_S="60")
     with pytest.raises(submitit.core.utils.UncompletedJobError, match="timed-out too many times"):
         job.result()
-    assert not result_path(opts.out, SPEC.run_id).exists()
-    assert (tmp_path / "out" / "runs" / SPEC.run_id / "state.pt").is_file()
+    assert not result_path(opts.out, spec.run_id).exists()
+    assert (tmp_path / "out" / "runs" / spec.run_id / "state.pt").is_file()
 
 
 def _same_row(a: dict, b: dict) -> bool:
