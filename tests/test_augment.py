@@ -15,7 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from medaug.augment import AUGMENTATIONS, build_augmentation, ops
 from medaug.augment.autoaugment import NUM_BINS, POLICIES, SIGNED_OPS, AutoAugment, apply_op, magnitude
-from medaug.augment.base import bernoulli, uniform
+from medaug.augment.base import bernoulli, same_device, uniform
 from medaug.augment.pipelines import KerasImageDataGenerator, SharpnessContrastFlip, build_classic_xray
 from medaug.errors import MedaugError
 
@@ -98,6 +98,15 @@ def test_bad_names_and_inputs():
         aug(torch.zeros(2, 1, 8, 8), _gen())
     with pytest.raises(ValueError, match="channels"):
         aug(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), _gen())
+
+
+def test_a_generator_on_another_device_is_refused_and_bare_cuda_is_the_current_device(monkeypatch):
+    with pytest.raises(ValueError, match="generator on cpu but images on meta"):
+        build_augmentation("none", 1)(torch.empty(2, 1, 4, 4, dtype=torch.uint8, device="meta"), _gen(0))
+    # a torch.Generator("cuda") reports device 'cuda' while tensors report 'cuda:0' (seen on an H200)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert same_device("cuda", "cuda:1") and same_device("cuda:1", torch.device("cuda"))
+    assert not same_device("cuda", "cuda:0") and not same_device("cuda:0", "cpu") and same_device("cpu", "cpu")
 
 
 @pytest.mark.gpu

@@ -20,6 +20,16 @@ AUGMENTATIONS: Registry = Registry("augmentation")
 """name -> factory `(channels: int) -> Augmentation`."""
 
 
+def same_device(a: torch.device | str, b: torch.device | str) -> bool:
+    """Whether two devices are the same hardware: ``cuda`` (a generator's device) is the current ``cuda:N``."""
+
+    def resolved(d: torch.device | str) -> torch.device:
+        d = torch.device(d)
+        return torch.device("cuda", torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
+
+    return resolved(a) == resolved(b)
+
+
 class Augmentation(ABC):
     """A batched, per-sample random, label-preserving image transform."""
 
@@ -32,7 +42,7 @@ class Augmentation(ABC):
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         check_batch(images, self.channels)
-        if torch.device(generator.device) != images.device:
+        if not same_device(generator.device, images.device):
             raise ValueError(
                 f"{self.name}: generator on {generator.device} but images on {images.device}; "
                 "create the generator on the training device"

@@ -7,7 +7,7 @@ op's multiplier, 1 by default). Geometric ops (x-flip, 90-degree rotation, integ
 translation, isotropic scaling, arbitrary rotation, anisotropic scaling, fractional
 translation) are composed into one inverse affine matrix per sample and executed
 with a single bilinear ``grid_sample`` whose padding reflects the image at its
-borders. Colour ops (brightness, contrast, luma flip, hue rotation, saturation) are
+borders (grid_sample.py's, twice differentiable on CUDA too). Colour ops (brightness, contrast, luma flip, hue rotation, saturation) are
 composed into one 4x4 homogeneous colour matrix per sample. Everything is
 differentiable w.r.t. the images (second order too: R1 is taken through it), so D
 trains on augmented reals *and* fakes while G learns the un-augmented distribution
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medaug.generators.stylegan2.grid_sample import grid_sample
 from medaug.generators.stylegan2.rng import BatchRandom
 
 GEOMETRIC_OPS = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
@@ -228,7 +229,7 @@ class AugmentPipe(nn.Module):
             from_norm = scale2d(torch.full((n,), w / 2.0, device=dev), torch.full((n,), h / 2.0, device=dev))
             theta = (to_norm @ g @ from_norm)[:, :2, :]
             grid = F.affine_grid(theta.to(images.dtype), [n, ch, h, w], align_corners=False)
-            images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            images = grid_sample(images, grid, padding_mode="reflection", align_corners=False)
 
         c = self.colour_matrix(n, ch, rng)
         if c is not None:
