@@ -29,7 +29,9 @@ while another job held the other: 1.1 M parameters, 0.31 GFLOP a net evaluation,
 training 56 img/s; sampling 5.4 img/s at 18 steps, 10 at 10 and 18 at 6 (guidance
 other than 0 or 1 halves these). ``--set width=0.5`` (0.28 M parameters): training
 131 img/s, sampling 14 / 27 / 43 img/s. Larger images or a GPU want ``--set
-model_channels=128 --set num_blocks=2 --set attention_res=16`` or more.
+model_channels=128 --set num_blocks=2 --set attention_res=16`` or more. On an H200 (bench/
+edm_gpu.py) bf16 autocast trains that net 1.15-1.19x faster than float32 with 22% less
+memory; the default net gains nothing from it, within noise.
 """
 
 from __future__ import annotations
