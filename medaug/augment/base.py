@@ -59,6 +59,12 @@ class Augmentation(ABC):
     def describe(self) -> str:
         """One line for logs: the name and every parameter."""
 
+    def swaps_sides(self) -> str | None:
+        """What of this pipeline can move content across the vertical midline (a horizontal flip, a
+        rotation of 90 degrees or more), in words, or None: images of a class defined by its side
+        keep a wrong label then (laterality.py)."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
 

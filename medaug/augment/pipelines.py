@@ -100,6 +100,9 @@ class SharpnessContrastFlip(Augmentation):
             out = ops.hue_float(out, hue_shift)
         return ops.flip_float(out, mirror, dim=-1).to(torch.uint8)
 
+    def swaps_sides(self) -> str | None:
+        return f"horizontal flips (p={self.flip_p:g})" if self.flip_p > 0 else None
+
     def describe(self) -> str:
         hue = f", hue=±{self.hue}" if self.hue else ""
         return (
@@ -185,6 +188,14 @@ class KerasImageDataGenerator(Augmentation):
             zoom_rows=zoom_rows, zoom_cols=zoom_cols, flip_cols=flip_cols, flip_rows=flip_rows,
         )
         return ops.warp(images, matrices, gain=gain, mode="bilinear", padding_mode="border")
+
+    def swaps_sides(self) -> str | None:
+        what = []
+        if self.horizontal_flip and self.flip_p > 0:
+            what.append(f"horizontal flips (p={self.flip_p:g})")
+        if abs(self.rotation_range) >= 90:
+            what.append(f"rotations up to {abs(self.rotation_range):g} degrees")
+        return " and ".join(what) or None
 
     def describe(self) -> str:
         parts = [

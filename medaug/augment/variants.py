@@ -115,6 +115,15 @@ class FlipShiftRotateNoise(Augmentation):
                 out[idx] = self.variant(name, images[idx], generator)
         return out
 
+    def swaps_sides(self) -> str | None:
+        p = dict(zip(VARIANTS, self.probabilities))
+        total = sum(self.probabilities)
+        what = [f"horizontal flips (p={p['flip'] / total:.3g})"] if p.get("flip", 0) > 0 else []
+        for name, angle in (("rotate-a", self.angles[0]), ("rotate-b", self.angles[1])):
+            if p.get(name, 0) > 0 and 90 <= abs(angle) % 360 <= 270:
+                what.append(f"rotations by {angle:g} degrees (p={p[name] / total:.3g})")
+        return " and ".join(what) or None
+
     def describe(self) -> str:
         return (f"{self.name}(one of {', '.join(VARIANTS)} per sample, p={self.probabilities[0]:.3g} each; "
                 f"shift {self.shift_px}px zero fill, rotations {self.angles[0]:g}/{self.angles[1]:g}deg ccw "

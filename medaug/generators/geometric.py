@@ -21,16 +21,23 @@ load like any other; at the default 512 per class an 11-class 3-channel 28 px se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from medaug.augment import AUGMENTATIONS
+from medaug.augment.laterality import side_swap_warning
+from medaug.data.imageset import ImageSet
 from medaug.errors import MedaugError
 from medaug.generators.base import GENERATORS, GeneratorConfig
 from medaug.generators.training import EpochGenerator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,6 @@ class GeometricConfig(GeneratorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check(1 <= self.bank_per_class <= 100_000, "bank_per_class", "an integer in [1, 100000]")
-        from medaug.augment import AUGMENTATIONS
-
         self._check(self.augmentation in AUGMENTATIONS.names(), "augmentation",
                     f"one of {', '.join(AUGMENTATIONS.names())}")
 
@@ -85,14 +90,20 @@ class Geometric(EpochGenerator):
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {}
 
+    def fit(self, train: ImageSet, out_dir: str | Path, **kwargs: Any) -> Path:
+        """Bank the train images (EpochGenerator.fit); warn first when the pipeline can swap the sides
+        of a set whose classes come in left/right pairs."""
+        pipeline = AUGMENTATIONS.get(self.config.augmentation)(self.channels)  # type: ignore[attr-defined]
+        if swap := side_swap_warning(pipeline, train.name, train.class_names):
+            log.warning("geometric: %s", swap)
+        return super().fit(train, out_dir, **kwargs)
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         bank: ImageBank = self.nets["bank"]  # type: ignore[assignment]
         bank.add(((x + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8), y)
         return {"banked": float(bank.count.sum())}
 
     def _sample(self, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        from medaug.augment import AUGMENTATIONS
-
         bank: ImageBank = self.nets["bank"]  # type: ignore[assignment]
         counts = bank.count[y].cpu()
         if bool((counts == 0).any()):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import sys
 import time
@@ -33,6 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from medaug.augment import build_augmentation
+from medaug.augment.laterality import side_swap_warning
 from medaug.augment.ops import random_translate, translate
 from medaug.augment.sampling import class_balanced_weights, epoch_indices
 from medaug.classifiers.transfer import classifier_loss, main_logits, set_backbone_trainable
@@ -40,6 +42,8 @@ from medaug.data.imageset import ImageSet
 from medaug.errors import MedaugError
 from medaug.metrics import ClassificationMetrics, evaluate
 from medaug.store.atomic import atomic_write
+
+log = logging.getLogger(__name__)
 
 EVAL_BATCH = 512
 STATE_VERSION = 2  # 2: the state names the run it belongs to (`identity`)
@@ -345,6 +349,8 @@ def train_classifier(
     labels = torch.from_numpy(train.labels).to(device)
     weights = class_balanced_weights(train.labels, train.num_classes).to(device) if config.wrs else None
     augment = build_augmentation(config.augmentation, train.channels)
+    if rank == 0 and (swap := side_swap_warning(augment, train.name, train.class_names)):
+        log.warning("%s", swap)
     criterion = make_criterion(train.task, config.label_smoothing)
     optimizer = make_optimizer(model, config)
     ema = WeightEMA(model, config.ema) if config.ema else None
