@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from cuda_timing import cuda_seconds
 
 from medaug.generators import build_generator
 from medaug.generators.base import to_float
@@ -38,15 +39,7 @@ def measure(size: int, net: str, amp: str, batch: int, warmup: int, steps: int, 
     gen.train_mode(True)
     x = to_float(torch.randint(0, 256, (batch, 1, size, size), dtype=torch.uint8, device="cuda"))
     y = torch.randint(0, 8, (batch,), device="cuda")
-    for _ in range(warmup):
-        gen.train_step(x, y)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        gen.train_step(x, y)
-    torch.cuda.synchronize()
-    train = steps * batch / (time.perf_counter() - start)
+    train = steps * batch / cuda_seconds(lambda: gen.train_step(x, y), warmup, steps)
     row: dict[str, float | int | str] = {
         "size": size, "net": net, "amp": amp, "batch": batch,
         "params_m": sum(p.numel() for p in gen.nets["net"].parameters()) / 1e6,

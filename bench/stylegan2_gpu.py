@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import torch
+from cuda_timing import cuda_seconds
 
 from medaug.generators.stylegan2.config import StyleGANConfig
 from medaug.generators.stylegan2.training_loop import StyleGAN2Trainer, build_nets, build_optimizers
@@ -52,15 +52,7 @@ def sec_per_kimg(res: int, channels: int, amp: str, warmup: int, steps: int) -> 
     trainer = StyleGAN2Trainer(nets, build_optimizers(nets, cfg), cfg, num_classes=2, device=device)
     images = torch.randint(0, 256, (1024, channels, res, res), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 2, (1024,), device=device)
-    for _ in range(warmup):
-        trainer.train_step(images, labels)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step(images, labels)
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = cuda_seconds(lambda: trainer.train_step(images, labels), warmup, steps)
     return {"res": res, "batch": cfg.batch_size, "amp": amp, "steps": steps,
             "sec_per_kimg": seconds / (steps * cfg.batch_size / 1000),
             "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30}
