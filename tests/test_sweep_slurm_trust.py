@@ -80,6 +80,8 @@ def _sleeper(name: str) -> str:
                          capture_output=True, text=True, timeout=60, check=True)
     job_id = res.stdout.strip().split(";")[0]
     wait_for(lambda: job_status(job_id)[0] in ("RUNNING", "PENDING"), 60, "the sleeper job")
+    # accounting can lag the queue under load: a "nothing submitted" check compares sacct listings
+    wait_for(lambda: job_id in sacct_jobs(int(job_id) - 1), 60, "the sleeper job in accounting")
     return job_id
 
 
