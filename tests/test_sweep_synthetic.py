@@ -220,8 +220,9 @@ def test_a_slurm_fit_outlives_its_killed_driver_and_the_rerun_waits_for_it(tmp_p
     from sweep_helpers import wait_for
 
     first = max((int(j) for j in sacct_jobs()), default=0)
-    # ~100 epochs/s: ~30 s of fitting, long enough to kill the driver and start another
-    study_file = _study(tmp_path, "ra", "  class-mean-noise: {epochs: 3000}", grid="[class-mean-noise]",
+    # ~100 epochs/s: ~15 s of fitting (more under load), long enough to kill the driver once the
+    # job runs (polled every 0.5 s) and to start another
+    study_file = _study(tmp_path, "ra", "  class-mean-noise: {epochs: 1500}", grid="[class-mean-noise]",
                         resources="{cpus: 1, time: 10, mem: 500M}")
     site, out = site_file(tmp_path), tmp_path / "out"
     driver = subprocess.Popen([sys.executable, "-c", f"""
@@ -250,4 +251,4 @@ make_synthetic_sets(load_study({str(study_file)!r}), "slurm", __import__("pathli
     assert json.loads(record.read_text())["job_id"] == job_id
     fits = [j for j, (name, _, _) in sacct_jobs(first).items() if name.endswith("-fit-breastmnist_28-class-mean-noise")]
     assert fits == [job_id]
-    assert json.loads((fit_dir / "checkpoint" / "generator.json").read_text())["epoch"] == 3000
+    assert json.loads((fit_dir / "checkpoint" / "generator.json").read_text())["epoch"] == 1500
